@@ -1,0 +1,53 @@
+"""Typed schema of the whole run config, registered with Hydra's ConfigStore.
+
+`conf/config.yaml` lists `crownq_schema` first in its defaults, so every group file is merged into
+these dataclasses: a misspelt key or a wrong type fails at composition and names the key.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from crownq.config.arch import ArchConfig
+from crownq.config.averaging import AveragingConfig
+from crownq.config.data import DataConfig
+from crownq.config.eval import EvalConfig, TTTConfig
+from crownq.config.logger import LoggerConfig
+from crownq.config.quantizer import QuantizerConfig
+from crownq.config.train import TrainConfig
+
+__all__ = [
+    "ArchConfig",
+    "AveragingConfig",
+    "Config",
+    "DataConfig",
+    "EvalConfig",
+    "LoggerConfig",
+    "QuantizerConfig",
+    "TTTConfig",
+    "TrainConfig",
+    "register_configs",
+]
+
+
+@dataclass
+class Config:
+    seed: int = 1337
+    # Free-form label of the sweep this run belongs to (wandb group, report grouping hint).
+    sweep: str = ""
+    # Label of the ablation cell (wandb job_type). Empty = derived from the overrides.
+    ablation: str = ""
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # Test hooks and failure injection live here so they are visible in the resolved config.
+    debug: dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="crownq_schema", node=Config)

@@ -1,0 +1,22 @@
+"""Schema of the `data` config group (owned by the data layer)."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class DataConfig:
+    # "embedded": built on first use from text shipped with CPython; "files": shards already on disk.
+    source: str = "embedded"
+    name: str = "embedded_sp1024"
+    # Folder holding the shards and tokenizer. For "embedded" an empty string means the user cache
+    # folder (CROWNQ_DATA_DIR or ~/.cache/crownq).
+    root: str = ""
+    train_pattern: str = "train_*.bin"
+    val_pattern: str = "val_*.bin"
+    tokenizer: str = "tokenizer.model"
+    vocab_size: int = 1024
+    # Embedded-corpus builder options (ignored for source=files).
+    min_corpus_bytes: int = 2_000_000
+    val_fraction: float = 0.1
+    # Command shown when a path is missing.
+    create_command: str = "crownq-data embedded"
