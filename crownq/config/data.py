@@ -9,8 +9,9 @@ class DataConfig:
     source: str = "embedded"
     name: str = "embedded_sp1024"
     # Folder holding the shards and tokenizer. For "embedded" an empty string means the user cache
-    # folder (CROWNQ_DATA_DIR or ~/.cache/crownq).
+    # folder (CROWNQ_DATA_DIR or ~/.cache/crownq, in a sub-folder keyed by the build's inputs).
     root: str = ""
+    # Shard file patterns and tokenizer path, relative to `root` (an absolute tokenizer path is kept).
     train_pattern: str = "train_*.bin"
     val_pattern: str = "val_*.bin"
     tokenizer: str = "tokenizer.model"
@@ -18,5 +19,6 @@ class DataConfig:
     # Embedded-corpus builder options (ignored for source=files).
     min_corpus_bytes: int = 2_000_000
     val_fraction: float = 0.1
+    shard_tokens: int = 250_000  # tokens per train/val shard file (several, so the stream crosses files)
     # Command shown when a path is missing.
     create_command: str = "crownq-data embedded"
