@@ -1,0 +1,152 @@
+"""Export benchmark on the record model's shapes: GPTQ time, pruning time, bytes per codec vs bounds.
+
+    PYTHONPATH=. python3 benchmarks/bench_export.py [--codecs lzma,brotli,zstd] [--layers N]
+
+Builds crownq_11l (27,124,848 params), gives it trained-like weights (Laplace(0, 0.3), see
+../shared/notes/parameter-golf.md "Realistic weights") and Hessians (X^T X of random correlated
+activations; q/k/v share one, as calibration produces), then prints one table. Timings on a shared
+machine are noisy: compare the ratios printed by the same run.
+"""
+
+import argparse
+import io
+import lzma
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from crownq.config.quantizer import QuantizerConfig  # noqa: E402
+from crownq.quant.artifact import QuantTensor  # noqa: E402
+from crownq.quant.export import compress_entries, quantize_state_dict  # noqa: E402
+from crownq.quant.prune import prune_to_fit  # noqa: E402
+
+
+def build_record_model():
+    from hydra import compose, initialize_config_dir
+
+    from crownq.config import register_configs
+    from crownq.model import build_model
+
+    register_configs()
+    conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
+    with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["arch=crownq_11l"])
+    return build_model(cfg.arch)
+
+
+def fake_hessians(model, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Correlated activations per linear input; linears fed by one input (q, k, v) share its Hessian."""
+    g = torch.Generator().manual_seed(seed)
+    out, by_input = {}, {}
+    for name, lin in model.quantizable_linears():
+        k = lin.weight.shape[1]
+        key = name.rsplit(".", 1)[0] + (".qkv" if name.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj")
+                                        else "." + name.rsplit(".", 1)[1])
+        if key not in by_input:
+            mix = torch.eye(k) + 0.3 * torch.randn(k, k, generator=g) / k**0.5
+            x = torch.randn(2048, k, generator=g) @ mix * torch.rand(k, generator=g).add(0.2)
+            x[:, torch.randperm(k, generator=g)[:2]] = 0.0  # a couple of dead inputs
+            by_input[key] = x.T @ x / x.shape[0]
+        out[f"{name}.weight"] = by_input[key]
+    return out
+
+
+def entropy_bits(q: torch.Tensor) -> float:
+    counts = np.bincount(q.reshape(-1).numpy().astype(np.int64) + 128, minlength=256)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(counts[counts > 0] * np.log2(p)).sum())
+
+
+def naive_bytes(entries) -> tuple[int, float]:
+    """torch.save of the same int8 codes (+ fp16 scales, pass-through tensors), then lzma preset 6."""
+    t = time.perf_counter()
+    obj = {}
+    for name, e in entries.items():
+        if isinstance(e, QuantTensor):
+            obj[name] = e.q
+            obj[name + ".scale"] = e.scale.half()
+        else:
+            obj[name] = e.value.half() if e.store == "fp16" else e.value
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return len(lzma.compress(buf.getvalue(), preset=6)), time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--codecs", default="lzma,zstd,rans,brotli")
+    ap.add_argument("--prune-codec", default="lzma")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    model = build_record_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    sd = {k: torch.distributions.Laplace(0.0, 0.3).sample(v.shape) if v.ndim == 2 and v.numel() > 4096
+          else v.detach().clone() for k, v in model.state_dict().items()}
+    hessians = fake_hessians(model)
+    cfg = QuantizerConfig(compress_threads=args.threads)
+    print(f"model crownq_11l: {n_params:,} params; torch threads {torch.get_num_threads()}")
+
+    t, c = time.perf_counter(), time.process_time()
+    entries = quantize_state_dict(sd, model.export_groups(), hessians, cfg)
+    t_quant, c_quant = time.perf_counter() - t, time.process_time() - c
+    gptq_names = [n for n, g in model.export_groups().items() if g in ("attn", "mlp")]
+    print(f"quantize (GPTQ int6 of {len(gptq_names)} matrices + int8 RTN of the rest): {t_quant:.2f} s wall, "
+          f"{c_quant:.2f} s CPU (all threads)")
+
+    quant = {n: e for n, e in entries.items() if isinstance(e, QuantTensor)}
+    n_vals = sum(e.q.numel() for e in quant.values())
+    ent_bytes = sum(entropy_bits(e.q) for e in quant.values()) / 8
+    scale_bytes = 2 * sum(e.scale.numel() for e in quant.values())
+    raw_bytes = sum(e.value.numel() * (2 if e.store == "fp16" else 4) for n, e in entries.items()
+                    if n not in quant)
+    bound = ent_bytes + scale_bytes + raw_bytes  # codes at their per-tensor entropy, the rest stored raw
+    print(f"\nentropy bound: codes {ent_bytes:,.0f} B ({8 * ent_bytes / n_vals:.4f} bits/value over "
+          f"{n_vals:,} codes) + scales {scale_bytes:,} B + pass-through {raw_bytes:,} B = {bound:,.0f} B")
+    print("per-tensor code entropy (bits/value), first layer and embeddings:")
+    for name, e in quant.items():
+        if name.startswith("blocks.0.") or not name.startswith("blocks."):
+            print(f"  {name:34s} {tuple(e.q.shape)!s:14s} int{e.bits}  {entropy_bits(e.q) / e.q.numel():.4f}")
+
+    naive, t_naive = naive_bytes(entries)
+    print(f"\nnaive baseline (torch.save int8 + lzma-6): {naive:,} B ({t_naive:.1f} s)")
+    print(f"{'codec':8s} {'bytes':>12s} {'bits/code':>10s} {'vs bound':>9s} {'vs naive':>9s} "
+          f"{'wall s':>8s} {'CPU s':>8s}")
+    results = {}
+    for codec in args.codecs.split(","):
+        cfg.codec = codec
+        t, c = time.perf_counter(), time.process_time()
+        blob, sizes, section_of = compress_entries(entries, cfg)
+        dt, ct = time.perf_counter() - t, time.process_time() - c
+        results[codec] = (blob, sizes, section_of, dt, ct)
+        code_bits = 8 * sum(v for k, v in sizes.items() if k.startswith("int")) / n_vals
+        print(f"{codec:8s} {len(blob):12,d} {code_bits:10.4f} "
+              f"{100 * (len(blob) / bound - 1):+8.2f}% {100 * (len(blob) / naive - 1):+8.2f}% "
+              f"{dt:8.1f} {ct:8.1f}")
+
+    codec = args.prune_codec if args.prune_codec in results else next(iter(results))
+    cfg.codec = codec
+    blob, sizes, section_of, t_full, _ = results[codec]
+    target = int(len(blob) * 0.995)
+    prunable = {n: e for n, e in entries.items() if n in gptq_names}
+    hdiag = {n: hessians[n].diagonal() for n in prunable}
+    t, c = time.perf_counter(), time.process_time()
+    out, rep = prune_to_fit(prunable, hdiag, section_of, lambda: compress_entries(entries, cfg)[:2],
+                            target, (blob, sizes))
+    t_prune, c_prune = time.perf_counter() - t, time.process_time() - c
+    t_full_cpu = results[codec][4]
+    print(f"pruning CPU {c_prune:.1f} s vs one full compression CPU {t_full_cpu:.1f} s "
+          f"({c_prune / t_full_cpu:.2f} x)")
+    print(f"\npruning with {codec} to 0.5% under {len(blob):,} B (target {target:,}): {t_prune:.1f} s, "
+          f"{rep.compressions} confirming compression(s), {rep.pruned:,} codes zeroed, final {len(out):,} B "
+          f"({'fits' if len(out) <= target else 'OVER'}); one full compression {t_full:.1f} s -> "
+          f"pruning = {t_prune / t_full:.2f} x a full compression")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""State dict -> artifact bytes (quantise, lay out, compress, prune to the budget) and back."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from crownq.quant.artifact import (
+    ArtifactError,
+    Entry,
+    QuantTensor,
+    RawTensor,
+    assemble,
+    layout,
+    read_bytes,
+    unpack,
+)
+from crownq.quant.codecs import compress_sections
+from crownq.quant.gptq import gptq_tensors
+from crownq.quant.prune import prune_to_fit
+from crownq.quant.rounding import rtn_clip_search
+
+log = logging.getLogger(__name__)
+METHODS = ("gptq", "rtn", "none")
+CONTROL_MAX_NUMEL = 4096  # 1-D tensors and matrices this small are control parameters: kept in fp32
+DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
+               torch.float64: "float64"}
+
+
+@dataclass
+class ExportResult:
+    blob: bytes
+    model_bytes: int
+    code_bytes: int
+    total_bytes: int
+    pruned: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> dict[str, tuple[str, int]]:
+    """name -> (how, bits): how in gptq | rtn | fp16 | fp32. The single place storage is decided."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"quantizer.method must be one of {METHODS}, got {cfg.method!r}")
+    group_bits = {"attn": cfg.attn_bits, "mlp": cfg.mlp_bits, "embed": cfg.embed_bits,
+                  "other": cfg.other_bits}
+    plan: dict[str, tuple[str, int]] = {}
+    for name, t in state_dict.items():
+        if t.dtype not in DTYPE_NAMES:
+            raise ValueError(f"export: tensor '{name}' has dtype {t.dtype}; only floating tensors "
+                             "can be stored")
+        group = groups.get(name, "other")
+        if group not in group_bits:
+            raise ValueError(f"export: group of '{name}' is {group!r}, expected attn|mlp|embed|other")
+        if group in ("attn", "mlp") and t.ndim == 2 and cfg.method != "none":
+            plan[name] = (cfg.method, group_bits[group])
+        elif t.ndim <= 1 or t.numel() <= CONTROL_MAX_NUMEL:
+            plan[name] = ("fp32", 32)  # control scalars/vectors (gains, mixes): tiny, precision-sensitive
+        elif cfg.method == "none":
+            plan[name] = ("fp16", 16)
+        elif t.ndim == 2 and t.numel() > cfg.passthrough_max_numel:
+            plan[name] = ("rtn", group_bits[group])
+        else:
+            plan[name] = ("fp16", 16)
+    return plan
+
+
+def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
+                        hessians: dict[str, Tensor] | None, cfg) -> dict[str, Entry]:
+    plan = plan_tensors(state_dict, groups, cfg)
+    quantiles = list(cfg.clip_quantiles)
+    gptq_names = [n for n, (how, _) in plan.items() if how == "gptq"]
+    if gptq_names and not hessians:
+        raise ValueError("quantizer.method=gptq needs Hessians (crownq.quant.calibrate.collect_hessians); "
+                         "got none")
+    done = gptq_tensors({n: state_dict[n].detach() for n in gptq_names}, hessians or {},
+                        {n: plan[n][1] for n in gptq_names}, quantiles, cfg.block_size, cfg.damp,
+                        cfg.act_order, _resolve_device(getattr(cfg, "device", "auto"))) if gptq_names else {}
+    entries: dict[str, Entry] = {}
+    for name, t in state_dict.items():
+        how, bits = plan[name]
+        dtype = DTYPE_NAMES[t.dtype]
+        if how == "gptq":
+            q, scale = done[name]
+            entries[name] = QuantTensor(q.contiguous(), scale, bits, dtype)
+        elif how == "rtn":
+            q, scale = rtn_clip_search(t.detach().cpu(), bits, quantiles)
+            entries[name] = QuantTensor(q.contiguous(), scale, bits, dtype)
+        else:
+            entries[name] = RawTensor(t.detach().cpu().float(), how, dtype)
+    return entries
+
+
+def compress_entries(entries: dict[str, Entry], cfg) -> tuple[bytes, dict[str, int], dict[str, str]]:
+    """(container bytes, compressed bytes per section, section of each quantised tensor)."""
+    threads = int(getattr(cfg, "compress_threads", 2))
+    meta, raw = layout(entries, chunks=threads)
+    outs = compress_sections(raw, cfg.codec, cfg.lzma_preset, threads)
+    blob = assemble(meta, {k: (spec, data, len(raw[k])) for k, (spec, data) in zip(raw, outs)})
+    sizes = {k: len(data) for k, (_, data) in zip(raw, outs)}
+    return blob, sizes, {m["name"]: m["section"] for m in meta if "bits" in m}
+
+
+def export_model(state_dict: dict[str, Tensor], groups: dict[str, str], hessians: dict[str, Tensor] | None,
+                 quant_cfg, code_bytes: int) -> ExportResult:
+    """Quantise, compress and (if configured) prune until code + model bytes fit the budget."""
+    t0 = time.perf_counter()
+    entries = quantize_state_dict(state_dict, groups, hessians, quant_cfg)
+    t1 = time.perf_counter()
+    blob, sizes, section_of = compress_entries(entries, quant_cfg)
+    t2 = time.perf_counter()
+    seconds = {"quantize": t1 - t0, "compress": t2 - t1}
+    target = quant_cfg.budget_bytes - code_bytes - quant_cfg.headroom_bytes
+    pruned = 0
+    if quant_cfg.prune and quant_cfg.method != "none" and len(blob) > target:
+        prunable = {n: e for n, e in entries.items() if n in section_of and groups.get(n) in ("attn", "mlp")}
+        hdiag = {n: hessians[n].diagonal() if hessians and n in hessians else None for n in prunable}
+        blob, report = prune_to_fit(prunable, hdiag, section_of,
+                                    lambda: compress_entries(entries, quant_cfg)[:2], target, (blob, sizes))
+        pruned = report.pruned
+        seconds["prune"] = time.perf_counter() - t2
+        log.info("pruned %d +/-1 codes in %d compression(s): %d bytes (target %d)",
+                 pruned, report.compressions, len(blob), target)
+    seconds["total"] = time.perf_counter() - t0
+    return ExportResult(blob, len(blob), code_bytes, len(blob) + code_bytes, pruned, seconds)
+
+
+def load_artifact(blob_or_path, expected_shapes: dict[str, tuple[int, ...]] | None = None
+                  ) -> dict[str, Tensor]:
+    """Dequantised state dict from artifact bytes or a path. Validates everything; never unpickles.
+
+    expected_shapes (e.g. {k: v.shape for k, v in model.state_dict().items()}) also checks that the
+    artifact holds exactly the model's tensors with the model's shapes.
+    """
+    blob, where = read_bytes(blob_or_path)
+    entries = unpack(blob, where)
+    out = {name: e.dequantize() for name, e in entries.items()}
+    if expected_shapes is not None:
+        missing = sorted(set(expected_shapes) - set(out))
+        extra = sorted(set(out) - set(expected_shapes))
+        if missing or extra:
+            raise ArtifactError(f"{where}: tensors do not match the model: missing {missing[:5]}, "
+                                f"unexpected {extra[:5]}")
+        for name, shape in expected_shapes.items():
+            if tuple(out[name].shape) != tuple(shape):
+                raise ArtifactError(f"{where}: tensor '{name}' has shape {tuple(out[name].shape)}, "
+                                    f"the model expects {tuple(shape)}")
+    return out
