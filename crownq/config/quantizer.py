@@ -20,15 +20,20 @@ class QuantizerConfig:
     mlp_bits: int = 6
     embed_bits: int = 8
     other_bits: int = 8
-    passthrough_max_numel: int = 65536  # smaller tensors are stored as fp16, control scalars as fp32
+    passthrough_max_numel: int = 65536  # smaller matrices: fp16; 1-D and <= 4096-value tensors: fp32
     block_size: int = 128
     damp: float = 0.01
     act_order: bool = True
     clip_quantiles: list[float] = field(default_factory=lambda: [0.999, 0.9995, 0.9999, 0.99999, 1.0])
     calibration_batches: int = 256
     calibration_source: str = "train"  # train | self_generated
+    # self_generated: sequences sampled from the trained model (legal after the training cap).
+    calibration_temperature: float = 0.8
+    calibration_seqs_per_batch: int = 8
     prune: bool = True
     budget_bytes: int = 16_000_000
     headroom_bytes: int = 50_000
-    codec: str = "lzma"  # lzma | brotli | zstd | best
+    codec: str = "lzma"  # lzma | brotli | zstd | rans (own entropy coder) | best
     lzma_preset: int = 6
+    compress_threads: int = 2  # integer sections are split in this many chunks, compressed in parallel
+    device: str = "auto"  # where GPTQ runs: auto (cuda when present) | cpu | cuda
