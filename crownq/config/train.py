@@ -37,6 +37,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0 = only on signals
     # "Burst" training after the wallclock cap; off by default, counted inside the cap when on.
     burst_steps: int = 0
+    burst_lr_scale: float = 0.05  # LR scale of the burst steps (the schedule has reached 0 by then)
     autocast: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
     compile: str = "auto"  # auto (on for CUDA) | on | off
     # Seconds reserved inside the training cap for calibration when it reads training batches.
