@@ -1,9 +1,276 @@
-"""The recipe, top to bottom: data -> model -> train -> average -> quantise -> artifact -> evaluate."""
+"""The recipe, top to bottom: data -> model -> train (+ averaging) -> calibrate, quantise, prune ->
+artifact file -> load back from the artifact -> evaluate -> result.json.
 
-from omegaconf import DictConfig, OmegaConf
+`run(cfg)` is what `launch.py` calls for one seed. Every rank runs the recipe; only rank 0 writes the
+result, the artifact and the wandb run, and the value returned to the launcher is rank 0's result.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from crownq.distributed import DistEnv, barrier, init_distributed
+from crownq.results import (
+    RESULT_FILENAME,
+    config_digest,
+    failure_fields,
+    hardware_description,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from crownq.tracking import Tracker, log_callable, start_tracking
+from crownq.train.signals import TrainingPreempted
+
+ARTIFACT_FILENAME = "artifact.ptz"
 
 
-def run(cfg: DictConfig) -> dict:
-    # Placeholder until the stages land (issue 6 fills this in).
-    print(OmegaConf.to_yaml(cfg))
-    return {"status": "not_implemented"}
+def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train, compress and score one seed; write `result.json` into the run folder and return it."""
+    dist_env = init_distributed(cfg.train.device)
+    run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
+    digest = config_digest(cfg)
+    identity = _run_identity(cfg, digest, dist_env, run_dir)
+    main = dist_env.is_main
+    if main:  # a "running" result tells a later report that this seed started and never finished
+        write_json_atomic(run_dir / RESULT_FILENAME, {"status": "running", **identity})
+    tracker = Tracker(None)
+    try:
+        tracker = start_tracking(cfg, run_dir, digest, enabled=main)
+        outcome = _recipe(cfg, dist_env, run_dir, log_callable(tracker))
+    except BaseException as exc:
+        interrupted = not isinstance(exc, Exception) or isinstance(exc, TrainingPreempted)
+        result = {**failure_fields(exc, "interrupted" if interrupted else "failed"), **identity}
+        if main:
+            write_json_atomic(run_dir / RESULT_FILENAME, result)
+            print(f"crownq: seed {cfg.seed} {result['status']}: {result['error']}")
+        tracker.finish(result, failed=True)
+        # In a local multirun the other seeds and the report go on; a single run exits non-zero.
+        # Preemption propagates so the launcher can requeue, and a multi-rank job fails as a whole
+        # (a rank returning normally would leave the others waiting in a collective).
+        if interrupted or dist_env.distributed or not _in_multirun():
+            raise
+        return result
+    result = {"status": "ok", **identity, **outcome}
+    if main:
+        write_json_atomic(run_dir / RESULT_FILENAME, result)
+        print(headline(result))
+        _drop_training_checkpoint(cfg, run_dir)
+    tracker.finish(result)
+    return result
+
+
+def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str, Any]:
+    from crownq.data.byte_tables import byte_tables_from_sentencepiece
+    from crownq.data.loader import load_validation_tokens
+    from crownq.data.resolve import prepare_data
+    from crownq.eval import headline as eval_headline
+    from crownq.eval import run_evaluation, total_seconds
+    from crownq.model import build_model
+    from crownq.quant.budget import code_bytes
+    from crownq.quant.export import export_model, load_artifact
+    from crownq.train import train_model
+
+    _inject_debug_failure(cfg)
+    stage = _StageClock(dist_env.is_main)
+
+    paths = prepare_data(cfg.data)
+    tables = byte_tables_from_sentencepiece(paths.tokenizer_path, paths.vocab_size)
+    val_tokens = load_validation_tokens(paths.val_files, cfg.eval.seq_len, paths.vocab_size)
+    stage.done("data", f"{len(paths.train_files)} train shards, {val_tokens.numel():,} validation tokens")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch).to(dist_env.device)
+    model_params = sum(p.numel() for p in model.parameters())
+    stage.done("model", f"{model_params:,} parameters")
+
+    # Checkpoints live in the run folder, so a requeued job resumes from its own.
+    ckpt_dir = run_dir / "checkpoints"
+    trained = train_model(model, cfg, dist_env, paths.train_files, val_tokens, tables, ckpt_dir, log)
+    stage.done("train", f"{trained.steps} steps in {trained.train_seconds:.1f} s, "
+                        f"pre-quant val_bpb {trained.prequant_val_bpb:.4f}")
+
+    # Export is rank 0's job; the others wait and then read the same artifact file back.
+    artifact_path = run_dir / ARTIFACT_FILENAME
+    exported = None
+    if dist_env.is_main:
+        model.load_state_dict(trained.state_dict)
+        hessians = _collect_hessians(model, cfg, paths.train_files, dist_env)
+        stage.done("calibrate", f"{len(hessians or {})} Hessians")
+        exported = export_model(trained.state_dict, model.export_groups(), hessians, cfg.quantizer,
+                                code_bytes())
+        write_bytes_atomic(artifact_path, exported.blob)
+        stage.done("export", f"{exported.total_bytes:,} bytes ({exported.pruned:,} values pruned)")
+    barrier()
+
+    # Score what a submission would ship: a fresh model holding only the artifact's weights.
+    eval_model = build_model(cfg.arch).to(dist_env.device)
+    expected = {name: tuple(t.shape) for name, t in eval_model.state_dict().items()}
+    eval_model.load_state_dict(load_artifact(artifact_path, expected_shapes=expected))
+    scores = run_evaluation(eval_model, val_tokens, tables, cfg.eval, dist_env)
+    best = eval_headline(scores)
+    log({f"eval/{name}_{key}": getattr(r, key) for name, r in scores.items()
+         for key in ("val_bpb", "val_loss")})
+    stage.done("eval", ", ".join(f"{k} {v.val_bpb:.4f} bpb in {v.seconds:.1f} s" for k, v in scores.items()))
+
+    outcome: dict[str, Any] = {
+        "model_params": model_params,
+        "steps": trained.steps,
+        "train_seconds": trained.train_seconds,
+        "step_avg_ms": 1000.0 * trained.train_seconds / max(1, trained.steps),
+        "prequant_val_loss": trained.prequant_val_loss,
+        "prequant_val_bpb": trained.prequant_val_bpb,
+        "roundtrip_val_loss": scores["roundtrip"].val_loss if "roundtrip" in scores else None,
+        "roundtrip_val_bpb": scores["roundtrip"].val_bpb if "roundtrip" in scores else None,
+        "sliding_val_loss": scores["sliding"].val_loss if "sliding" in scores else None,
+        "sliding_val_bpb": scores["sliding"].val_bpb if "sliding" in scores else None,
+        "ttt_val_bpb": scores["ttt"].val_bpb if "ttt" in scores else None,
+        "val_bpb": best.val_bpb,
+        "val_loss": best.val_loss,
+        "val_method": best.method or next(k for k, v in scores.items() if v is best),
+        "eval_seconds": total_seconds(scores),
+        "eval_method_seconds": {k: v.seconds for k, v in scores.items()},
+        # Calibration reads training batches, so the rules count it inside the training budget.
+        "calibration_seconds": stage.seconds.get("calibrate"),
+        "eval_tokens": best.tokens,
+        "eval_bytes": best.bytes,
+        "ttt_score_first": True,  # crownq's only TTT scores each chunk before training on it
+        "stage_seconds": stage.seconds,
+    }
+    if exported is not None:
+        outcome.update({
+            "artifact_bytes_model": exported.model_bytes,
+            "artifact_bytes_code": exported.code_bytes,
+            "artifact_bytes_total": exported.total_bytes,
+            "pruned": exported.pruned,
+            "export_seconds": exported.seconds,
+            "artifact_path": str(artifact_path),
+        })
+    return outcome
+
+
+def _collect_hessians(model: torch.nn.Module, cfg: DictConfig, train_files: list[Path],
+                      dist_env: DistEnv) -> dict[str, torch.Tensor] | None:
+    """GPTQ calibration on training batches (the record's choice, inside its training budget): one
+    batch = one rank's micro-batch of training, so 256 batches cost what the record measured."""
+    from crownq.data.loader import DistributedTokenLoader
+    from crownq.quant.calibrate import collect_hessians
+
+    qcfg, tcfg = cfg.quantizer, cfg.train
+    if qcfg.method != "gptq":
+        return None  # round-to-nearest and fp16 export need no Hessians
+    if qcfg.calibration_source != "train":
+        raise ValueError(f"quantizer.calibration_source={qcfg.calibration_source!r} is not supported by the "
+                         "pipeline yet; use 'train'")
+    loader = DistributedTokenLoader(train_files, rank=0, world_size=1, device=dist_env.device)
+    batch_tokens = tcfg.train_batch_tokens // max(1, dist_env.world_size * tcfg.grad_accum_steps)
+    batch_tokens = max(tcfg.seq_len, batch_tokens - batch_tokens % tcfg.seq_len)
+
+    def batches():
+        for _ in range(qcfg.calibration_batches):
+            x, _y = loader.next_batch(batch_tokens, tcfg.seq_len, 1)
+            yield x
+
+    # GPTQ applies quantizer.damp itself, so the Hessians are collected undamped.
+    return collect_hessians(model, batches(), damp=0.0, progress=False)
+
+
+class _StageClock:
+    """One console line per stage with its time (rank 0), and the times for result.json."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, name: str, detail: str = "") -> None:
+        now = time.perf_counter()
+        self.seconds[name] = now - self._last
+        self._last = now
+        if self.verbose:
+            print(f"[crownq] {name:<9} {self.seconds[name]:7.1f} s  {detail}", flush=True)
+
+
+def _drop_training_checkpoint(cfg: DictConfig, run_dir: Path) -> None:
+    """Once result.json is final the resume checkpoint (weights + optimiser + averages: ~20 bytes per
+    parameter) is dead weight; `+debug.keep_checkpoints=true` keeps it."""
+    if (cfg.get("debug") or {}).get("keep_checkpoints"):
+        return
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def _inject_debug_failure(cfg: DictConfig) -> None:
+    """Test hooks: `+debug.fail_seed=S` raises in seed S; `+debug.crash_seed=S` kills the process hard."""
+    debug = cfg.get("debug") or {}
+    if debug.get("crash_seed") is not None and int(debug["crash_seed"]) == int(cfg.seed):
+        os._exit(17)  # no exception handling, no result update: what an OOM kill or node failure looks like
+    if debug.get("fail_seed") is not None and int(debug["fail_seed"]) == int(cfg.seed):
+        raise RuntimeError(f"debug.fail_seed={cfg.seed}: injected failure")
+
+
+def _hydra_output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path.cwd()
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _run_identity(cfg: DictConfig, digest: str, dist_env: DistEnv, run_dir: Path) -> dict[str, Any]:
+    """The keys every result has, also a failed one: who ran what, where, with which overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides: list[str] = []
+    swept: set[str] = set()
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        overrides = list(hydra_cfg.overrides.task)
+        swept = {_override_key(k) for k in (hydra_cfg.sweeper.get("params") or {})}
+    # Without an explicit label, an ablation cell is named by the swept keys other than the seed.
+    derived = ",".join(o for o in overrides if _override_key(o) in swept - {"seed"})
+    return {
+        "seed": int(cfg.seed),
+        "config_digest": digest,
+        "sweep": cfg.get("sweep", ""),
+        "ablation": cfg.get("ablation", "") or derived,
+        "overrides": overrides,
+        "world_size": dist_env.world_size,
+        "hardware": hardware_description(dist_env.world_size),
+        "torch_version": torch.__version__,
+        "run_dir": str(run_dir),
+    }
+
+
+def headline(result: dict[str, Any]) -> str:
+    """The numbers a user wants at the end of a run, in three lines."""
+    def num(key: str, spec: str = ".5f") -> str:
+        value = result.get(key)
+        return "-" if value is None else format(value, spec)
+
+    return "\n".join([
+        f"crownq seed {result['seed']} (config {result['config_digest'][:12]}): val_bpb {num('val_bpb')} "
+        f"[{result.get('val_method', '')}]  val_loss {num('val_loss')} nats",
+        f"  pre-quant {num('prequant_val_bpb')}  roundtrip {num('roundtrip_val_bpb')}  sliding "
+        f"{num('sliding_val_bpb')}  |  artifact {num('artifact_bytes_total', ',')} B (model "
+        f"{num('artifact_bytes_model', ',')} + code {num('artifact_bytes_code', ',')})",
+        f"  train {num('train_seconds', '.1f')} s ({result['steps']} steps)  "
+        f"eval {num('eval_seconds', '.1f')} s"
+        f"  ->  {Path(result['run_dir']) / RESULT_FILENAME}",
+    ])

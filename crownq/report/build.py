@@ -1,0 +1,111 @@
+"""Sweep folder -> the report's data (report.json): per-seed rows, group statistics, baseline
+tests, compliance, failures. Rendering (markdown, plot, submission.json) lives beside it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from crownq.report.collect import Group, collect_runs, find_group, group_runs
+from crownq.report.stats import RECORD_MARGIN_NATS, compare_to_baseline, summarize
+
+ARTIFACT_LIMIT_BYTES = 16_000_000
+TRAIN_LIMIT_SECONDS = 600.0
+EVAL_LIMIT_SECONDS = 600.0
+
+SEED_COLUMNS = ("seed", "steps", "train_seconds", "step_avg_ms", "prequant_val_bpb", "roundtrip_val_bpb",
+                "sliding_val_bpb", "val_bpb", "val_loss", "artifact_bytes_total", "pruned", "eval_seconds")
+SUMMARY_KEYS = ("val_bpb", "val_loss", "artifact_bytes_total")
+
+
+def _step_avg_ms(run: dict[str, Any]) -> float | None:
+    if run.get("step_avg_ms") is not None:
+        return run["step_avg_ms"]
+    steps, seconds = run.get("steps"), run.get("train_seconds")
+    return 1000.0 * seconds / steps if steps and seconds is not None else None
+
+
+def seed_row(run: dict[str, Any]) -> dict[str, Any]:
+    row = {key: run.get(key) for key in SEED_COLUMNS}
+    row["step_avg_ms"] = _step_avg_ms(run)
+    row["run_dir"] = run.get("run_dir")
+    return row
+
+
+def compliance(ok_runs: list[dict[str, Any]]) -> dict[str, bool]:
+    """Every seed must pass (records are judged seed by seed). Budgets are the 8xH100 rules."""
+    def every(pred) -> bool:
+        return bool(ok_runs) and all(pred(r) for r in ok_runs)
+
+    return {
+        "artifact_under_16mb": every(lambda r: r["artifact_bytes_total"] <= ARTIFACT_LIMIT_BYTES),
+        # GPTQ calibration on training batches counts against the training budget (parameter-golf rule).
+        "train_under_600s": every(lambda r: r["train_seconds"] + (r.get("calibration_seconds") or 0.0)
+                                  <= TRAIN_LIMIT_SECONDS),
+        "eval_under_600s": every(lambda r: r["eval_seconds"] <= EVAL_LIMIT_SECONDS),
+        # crownq's only test-time training is score-first (enforced in crownq/eval), or none at all.
+        "score_first_ttt": every(lambda r: r.get("ttt_score_first", True)),
+    }
+
+
+def _finite(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def group_entry(group: Group, baseline_scores: list[float] | None, margin: float) -> dict[str, Any]:
+    ok = group.ok
+    entry: dict[str, Any] = {
+        "label": group.label,
+        "config_digest": group.digest,
+        "sweep": next((r.get("sweep") for r in group.runs if r.get("sweep")), ""),
+        "seeds_ok": [r["seed"] for r in ok],
+        "seed_rows": [seed_row(r) for r in ok],
+        "failed": [{"seed": r.get("seed"), "status": r.get("status"), "error": r.get("error", ""),
+                    "run_dir": r.get("run_dir")} for r in group.not_ok],
+        "compliance": compliance(ok),
+        "hardware": next((r.get("hardware") for r in ok), None),
+        "torch_version": next((r.get("torch_version") for r in ok), None),
+        "model_params": next((r.get("model_params") for r in ok), None),
+        "artifact_bytes_code": max((r["artifact_bytes_code"] for r in ok), default=None),
+    }
+    for key in SUMMARY_KEYS:
+        s = summarize(_finite([r.get(key) for r in ok]))
+        entry[key] = {"mean": s.mean, "std": s.std, "n": s.n}
+    if baseline_scores is not None and ok:
+        entry["vs_baseline"] = compare_to_baseline(_finite([r["val_loss"] for r in ok]), baseline_scores,
+                                                   margin)
+    return entry
+
+
+def build_report(sweep_dir: str | Path, baseline: str | None = None,
+                 baseline_scores: list[float] | None = None, margin: float = RECORD_MARGIN_NATS) -> dict:
+    """The report as a JSON-ready dict. `baseline` names a group (label or digest prefix) whose
+    per-seed val_loss is the baseline; `baseline_scores` gives the baseline val_loss values directly."""
+    if baseline is not None and baseline_scores is not None:
+        raise ValueError("give either --baseline GROUP or --baseline-scores, not both")
+    runs = collect_runs(sweep_dir)
+    groups = group_runs(runs)
+    baseline_info: dict[str, Any] | None = None
+    if baseline is not None:
+        base_group = find_group(groups, baseline)
+        scores = _finite([r["val_loss"] for r in base_group.ok])
+        baseline_info = {"group": base_group.label, "config_digest": base_group.digest, "val_loss": scores}
+    elif baseline_scores is not None:
+        scores = [float(v) for v in baseline_scores]
+        baseline_info = {"group": None, "val_loss": scores}
+    else:
+        scores = None
+    entries = []
+    for group in groups:
+        is_baseline = baseline_info is not None and group.digest == baseline_info.get("config_digest")
+        entries.append(group_entry(group, None if is_baseline else scores, margin))
+    return {
+        "sweep_dir": str(Path(sweep_dir).resolve()),
+        "runs_total": len(runs),
+        "runs_ok": sum(r.get("status") == "ok" for r in runs),
+        "baseline": baseline_info,
+        "limits": {"artifact_bytes": ARTIFACT_LIMIT_BYTES, "train_seconds": TRAIN_LIMIT_SECONDS,
+                   "eval_seconds": EVAL_LIMIT_SECONDS, "margin_nats": margin},
+        "groups": entries,
+    }

@@ -1,0 +1,141 @@
+"""result.json: the source of truth of a run. Written atomically, read back with clear errors.
+
+The config digest identifies "the same experiment" across seeds: it hashes the resolved config
+without the keys that do not change what is trained and scored (seed, logging, launcher, labels,
+debug hooks, machine-local paths), so the report can group seeds of one configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+RESULT_FILENAME = "result.json"
+
+# Top-level keys that never change what a run computes.
+DIGEST_EXCLUDED_KEYS = ("seed", "logger", "hydra", "launcher", "sweep", "ablation", "debug")
+# Nested keys that are machine-local paths (same data, different folder = same experiment).
+DIGEST_EXCLUDED_PATHS = (("data", "root"),)
+
+# Keys every finished (status ok) result carries; the report relies on them.
+REQUIRED_OK_KEYS = (
+    "status", "seed", "config_digest", "model_params", "steps", "train_seconds", "prequant_val_bpb",
+    "roundtrip_val_bpb", "sliding_val_bpb", "val_bpb", "val_loss", "artifact_bytes_model",
+    "artifact_bytes_code", "artifact_bytes_total", "eval_seconds", "hardware", "torch_version",
+)
+STATUSES = ("running", "ok", "failed", "interrupted")
+
+
+class ResultError(ValueError):
+    """A result file that is missing, unreadable or lacks what the report needs."""
+
+
+def digest_payload(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config with the excluded keys removed (what the digest hashes)."""
+    payload: dict[str, Any] = {}
+    for key in cfg.keys():
+        if key in DIGEST_EXCLUDED_KEYS:
+            continue
+        # Resolving node by node keeps interpolations into excluded nodes (e.g. hydra runtime) out.
+        node = cfg[key]
+        payload[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    for path in DIGEST_EXCLUDED_PATHS:
+        parent = payload
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+    return payload
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """sha256 (hex) of the canonical JSON of `digest_payload(cfg)`."""
+    canonical = json.dumps(digest_payload(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, allow_nan=True, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, blob: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_result(path: str | os.PathLike) -> dict[str, Any]:
+    """Load one result.json; errors name the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultError(f"{path}: cannot read result file ({exc.strerror})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise ResultError(f"{path}: not valid JSON at {where}: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    status = data.get("status")
+    if status not in STATUSES:
+        raise ResultError(f"{path}: field 'status' is {status!r}, expected one of {', '.join(STATUSES)}")
+    if "seed" not in data:
+        raise ResultError(f"{path}: field 'seed' is missing")
+    if status == "ok":
+        missing = [key for key in REQUIRED_OK_KEYS if key not in data]
+        if missing:
+            raise ResultError(f"{path}: status is 'ok' but these fields are missing: {', '.join(missing)}")
+    return data
+
+
+def failure_fields(exc: BaseException, status: str = "failed") -> dict[str, Any]:
+    """What a failed run adds to its result: the error in one line and the full traceback."""
+    return {
+        "status": status,
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def hardware_description(world_size: int = 1) -> str:
+    """E.g. '8xNVIDIA H100 80GB HBM3' or 'cpu: 2 cores (x86_64)', as records print it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{world_size}x{torch.cuda.get_device_name(0)}"
+    cores = os.cpu_count() or 1
+    return f"{world_size}xcpu ({cores} cores, {platform.machine()})"
