@@ -101,7 +101,7 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
     exported = None
     if dist_env.is_main:
         model.load_state_dict(trained.state_dict)
-        hessians = _collect_hessians(model, cfg, paths.train_files, dist_env)
+        hessians = _collect_hessians(model, cfg, paths.train_files, paths.tokenizer_path, dist_env)
         stage.done("calibrate", f"{len(hessians or {})} Hessians")
         exported = export_model(trained.state_dict, model.export_groups(), hessians, cfg.quantizer,
                                 code_bytes())
@@ -136,8 +136,9 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
         "val_method": best.method or next(k for k, v in scores.items() if v is best),
         "eval_seconds": total_seconds(scores),
         "eval_method_seconds": {k: v.seconds for k, v in scores.items()},
-        # Calibration reads training batches, so the rules count it inside the training budget.
+        # Calibration on training batches counts inside the training budget; self-generated does not.
         "calibration_seconds": stage.seconds.get("calibrate"),
+        "calibration_source": cfg.quantizer.calibration_source if cfg.quantizer.method == "gptq" else None,
         "eval_tokens": best.tokens,
         "eval_bytes": best.bytes,
         "ttt_score_first": True,  # crownq's only TTT scores each chunk before training on it
@@ -155,30 +156,57 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
     return outcome
 
 
-def _collect_hessians(model: torch.nn.Module, cfg: DictConfig, train_files: list[Path],
+def _collect_hessians(model: torch.nn.Module, cfg: DictConfig, train_files: list[Path], tokenizer_path: Path,
                       dist_env: DistEnv) -> dict[str, torch.Tensor] | None:
-    """GPTQ calibration on training batches (the record's choice, inside its training budget): one
-    batch = one rank's micro-batch of training, so 256 batches cost what the record measured."""
-    from crownq.data.loader import DistributedTokenLoader
+    """GPTQ Hessians from `quantizer.calibration_source`:
+
+    - "train": training micro-batches (the record's choice; the rules then count calibration inside
+      the training budget), one batch = one rank's micro-batch, so 256 batches cost what the record
+      measured;
+    - "self_generated": sequences the trained model samples from BOS (legal after the training cap:
+      neither training nor validation data is read).
+    """
     from crownq.quant.calibrate import collect_hessians
 
     qcfg, tcfg = cfg.quantizer, cfg.train
     if qcfg.method != "gptq":
         return None  # round-to-nearest and fp16 export need no Hessians
-    if qcfg.calibration_source != "train":
-        raise ValueError(f"quantizer.calibration_source={qcfg.calibration_source!r} is not supported by the "
-                         "pipeline yet; use 'train'")
+    if qcfg.calibration_source == "train":
+        batches = _training_calibration_batches(cfg, train_files, dist_env)
+    elif qcfg.calibration_source == "self_generated":
+        from crownq.quant.self_generated import generate_calibration_batches
+
+        batches = generate_calibration_batches(
+            model.logits, qcfg.calibration_batches, qcfg.calibration_seqs_per_batch, tcfg.seq_len,
+            temperature=qcfg.calibration_temperature, seed=cfg.seed, bos_id=_bos_id(tokenizer_path),
+            device=dist_env.device)
+    else:
+        raise ValueError(f"quantizer.calibration_source={qcfg.calibration_source!r}: expected 'train' or "
+                         "'self_generated'")
+    # GPTQ applies quantizer.damp itself, so the Hessians are collected undamped.
+    return collect_hessians(model, batches, damp=0.0, progress=False)
+
+
+def _training_calibration_batches(cfg: DictConfig, train_files: list[Path], dist_env: DistEnv):
+    from crownq.data.loader import DistributedTokenLoader
+
+    tcfg = cfg.train
     loader = DistributedTokenLoader(train_files, rank=0, world_size=1, device=dist_env.device)
     batch_tokens = tcfg.train_batch_tokens // max(1, dist_env.world_size * tcfg.grad_accum_steps)
     batch_tokens = max(tcfg.seq_len, batch_tokens - batch_tokens % tcfg.seq_len)
+    for _ in range(cfg.quantizer.calibration_batches):
+        x, _y = loader.next_batch(batch_tokens, tcfg.seq_len, 1)
+        yield x
 
-    def batches():
-        for _ in range(qcfg.calibration_batches):
-            x, _y = loader.next_batch(batch_tokens, tcfg.seq_len, 1)
-            yield x
 
-    # GPTQ applies quantizer.damp itself, so the Hessians are collected undamped.
-    return collect_hessians(model, batches(), damp=0.0, progress=False)
+def _bos_id(tokenizer_path: Path) -> int:
+    import sentencepiece as spm
+
+    bos = spm.SentencePieceProcessor(model_file=str(tokenizer_path)).bos_id()
+    if bos < 0:
+        raise ValueError(f"{tokenizer_path}: the tokenizer has no BOS piece, which self-generated "
+                         "calibration starts every sequence with")
+    return bos
 
 
 class _StageClock:

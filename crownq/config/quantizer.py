@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from omegaconf import II
+
 
 @dataclass
 class QuantizerConfig:
@@ -25,7 +27,9 @@ class QuantizerConfig:
     damp: float = 0.01
     act_order: bool = True
     clip_quantiles: list[float] = field(default_factory=lambda: [0.999, 0.9995, 0.9999, 0.99999, 1.0])
-    calibration_batches: int = 256
+    # Follows the training preset (cpu_tiny 16, record 256): calibration is forward passes at the
+    # training micro-batch size, so its cost scales with the training setup, not the quantizer.
+    calibration_batches: int = II("train.calibration_batches")
     calibration_source: str = "train"  # train | self_generated
     # self_generated: sequences sampled from the trained model (legal after the training cap).
     calibration_temperature: float = 0.8

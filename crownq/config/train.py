@@ -42,3 +42,5 @@ class TrainConfig:
     compile: str = "auto"  # auto (on for CUDA) | on | off
     # Seconds reserved inside the training cap for calibration when it reads training batches.
     calibration_reserve_seconds: float = 0.0
+    # GPTQ calibration batches (one training micro-batch each); quantizer.calibration_batches reads this.
+    calibration_batches: int = 256

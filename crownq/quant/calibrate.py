@@ -17,8 +17,9 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
     """{f"{prefix}.weight": H [K, K] fp32} for each of model.quantizable_linears().
 
     `batches` yields input ids [B, T] or (input ids, targets) pairs; the model's own forward runs them.
-    H is the mean of x x^T over all input rows (accumulated in fp64); damp > 0 adds damp * mean(diag)
-    to the diagonal (GPTQ adds its own quantizer.damp on top, so pass 0 unless you want both).
+    H is the mean of x x^T over all input rows (per batch in fp32, summed in fp64); damp > 0 adds
+    damp * mean(diag) to the diagonal (GPTQ adds its own quantizer.damp on top, so pass 0 unless you
+    want both).
     """
     linears = model.quantizable_linears()
     if not linears:
@@ -39,11 +40,13 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
                 alias.setdefault(name, last["name"])
                 return
             last["x"], last["name"] = x, name
-            x2 = x.reshape(-1, x.shape[-1]).double()
+            x2 = x.reshape(-1, x.shape[-1]).float()
             if name not in sums:
                 sums[name] = torch.zeros(x2.shape[1], x2.shape[1], dtype=torch.float64, device=x2.device)
                 counts[name] = 0
-            sums[name].addmm_(x2.T, x2)
+            # One batch's X^T X in fp32 (fast everywhere; fp64 matmul is slow on CPUs and most GPUs),
+            # summed across batches in fp64 so long calibrations do not lose the small increments.
+            sums[name] += (x2.T @ x2).double()
             counts[name] += x2.shape[0]
         return hook
 

@@ -1,12 +1,10 @@
 """`python launch.py` end to end on a shrunken CPU default, a seed sweep, and a sweep with a failing seed.
 
 These run the real stages (data, model, train, export, eval) in subprocesses, exactly as a user would.
-They are skipped, with the missing module named, until every stage exists.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -20,28 +18,12 @@ from crownq.report import main as report_main
 from crownq.results import REQUIRED_OK_KEYS, read_result
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("crownq.data.resolve", "crownq.model", "crownq.train", "crownq.quant.calibrate",
-          "crownq.quant.export", "crownq.quant.budget", "crownq.eval")
 # A few steps on a few short sequences: this checks the wiring, not the model.
 SMALL = ["train.iterations=3", "train.train_batch_tokens=512", "train.seq_len=128", "train.warmdown_iters=2",
          "train.val_every=0", "train.val_max_tokens=1024", "train.log_every=1", "eval.max_val_tokens=1024",
          "eval.batch_seqs=8", "quantizer.calibration_batches=2"]
 
-
-def _missing_stages() -> list[str]:
-    missing = []
-    for name in STAGES:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            missing.append(f"{name} ({exc})")
-    return missing
-
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(_missing_stages()), reason=f"stages not there yet: {_missing_stages()}"),
-]
+pytestmark = pytest.mark.slow
 
 
 def launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:

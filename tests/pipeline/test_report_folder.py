@@ -70,6 +70,16 @@ def test_calibration_counts_against_the_training_budget(tmp_path):
     assert build_report(tmp_path)["groups"][0]["compliance"]["train_under_600s"] is False
 
 
+def test_self_generated_calibration_is_outside_the_training_budget(tmp_path):
+    # Sampling calibration text from the trained model reads no training data, so it may run after
+    # the cap; only calibration on training batches is added to train_seconds.
+    run = {**ok_result(1, "f" * 64, 2.0, train_seconds=585.0), "calibration_seconds": 37.0}
+    write_run(tmp_path, "0_seed1", {**run, "calibration_source": "self_generated"})
+    assert build_report(tmp_path)["groups"][0]["compliance"]["train_under_600s"] is True
+    write_run(tmp_path, "0_seed1", {**run, "calibration_source": "train"})
+    assert build_report(tmp_path)["groups"][0]["compliance"]["train_under_600s"] is False
+
+
 def test_broken_runs_are_listed_not_fatal(tmp_path):
     write_run(tmp_path, "0_seed1", ok_result(1, "d" * 64, 2.0))
     write_run(tmp_path, "1_seed2", None, raw_text='{"status": "ok", "seed": 2')  # truncated file
