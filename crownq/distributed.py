@@ -81,6 +81,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_object(value, src: int = 0):
+    """Rank `src`'s value on every rank (a picklable object); the value itself when not distributed."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

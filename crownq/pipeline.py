@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from crownq.distributed import DistEnv, barrier, init_distributed
+from crownq.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from crownq.results import (
     RESULT_FILENAME,
     config_digest,
@@ -35,6 +35,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     """Train, compress and score one seed; write `result.json` into the run folder and return it."""
     dist_env = init_distributed(cfg.train.device)
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
+    # Under torchrun every rank composes its own timestamped Hydra folder, and ranks started a second
+    # apart would disagree; rank 0's folder is the run's (the others read the artifact from it).
+    run_dir = Path(broadcast_object(str(run_dir)))
     digest = config_digest(cfg)
     identity = _run_identity(cfg, digest, dist_env, run_dir)
     main = dist_env.is_main
@@ -43,7 +46,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     tracker = Tracker(None)
     try:
         tracker = start_tracking(cfg, run_dir, digest, enabled=main)
-        outcome = _recipe(cfg, dist_env, run_dir, log_callable(tracker))
+        outcome = _recipe(cfg, dist_env, run_dir, log_callable(tracker, echo=print if main else None))
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception) or isinstance(exc, TrainingPreempted)
         result = {**failure_fields(exc, "interrupted" if interrupted else "failed"), **identity}
@@ -184,7 +187,8 @@ def _collect_hessians(model: torch.nn.Module, cfg: DictConfig, train_files: list
         raise ValueError(f"quantizer.calibration_source={qcfg.calibration_source!r}: expected 'train' or "
                          "'self_generated'")
     # GPTQ applies quantizer.damp itself, so the Hessians are collected undamped.
-    return collect_hessians(model, batches, damp=0.0, progress=False)
+    return collect_hessians(model, batches, damp=0.0, progress=dist_env.is_main,
+                            total=qcfg.calibration_batches)
 
 
 def _training_calibration_batches(cfg: DictConfig, train_files: list[Path], dist_env: DistEnv):

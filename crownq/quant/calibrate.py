@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 
 @torch.no_grad()
-def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, progress: bool = True
-                     ) -> dict[str, Tensor]:
+def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, progress: bool = True,
+                     total: int | None = None) -> dict[str, Tensor]:
     """{f"{prefix}.weight": H [K, K] fp32} for each of model.quantizable_linears().
 
     `batches` yields input ids [B, T] or (input ids, targets) pairs; the model's own forward runs them.
@@ -54,7 +54,7 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
     was_training = model.training
     model.eval()
     try:
-        for batch in tqdm(batches, desc="calibration", disable=not progress, leave=False):
+        for batch in tqdm(batches, desc="calibration", total=total, disable=not progress, leave=False):
             last["x"] = None
             if isinstance(batch, tuple | list):
                 model(*batch)
