@@ -95,6 +95,8 @@ def compare_to_baseline(candidate: Sequence[float], baseline: Sequence[float],
     gain = base.mean - cand.mean
     if improvement is None:
         verdict = "untestable (needs >= 2 seeds with non-zero spread)"
+    elif gain < 0:
+        verdict = f"worse than the baseline by {-gain:.5f} nats"
     elif gain < margin:
         verdict = f"below the {margin:g}-nat bar (improvement {gain:.5f} nats)"
     elif improvement.p_value >= RECORD_P_VALUE:

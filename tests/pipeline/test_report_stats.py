@@ -38,6 +38,14 @@ def test_record_claim_against_previous_record_mean_is_below_the_bar():
     assert "below the 0.005-nat bar" in cmp["verdict"]
 
 
+def test_a_worse_group_is_called_worse():
+    worse = [v + 0.02 for v in RECORD_VAL_LOSS]
+    cmp = compare_to_baseline(worse, RECORD_VAL_LOSS)
+    assert cmp["improvement_nats"] == pytest.approx(-0.02)
+    assert not cmp["meets_record_bar"]
+    assert cmp["verdict"] == "worse than the baseline by 0.02000 nats"
+
+
 def test_summary_uses_the_sample_std():
     s = summarize([1.0, 2.0, 4.0])
     assert s.mean == pytest.approx(7 / 3)
