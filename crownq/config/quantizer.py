@@ -31,7 +31,8 @@ class QuantizerConfig:
     # training micro-batch size, so its cost scales with the training setup, not the quantizer.
     calibration_batches: int = II("train.calibration_batches")
     calibration_source: str = "train"  # train | self_generated
-    # self_generated: sequences sampled from the trained model (legal after the training cap).
+    # self_generated: sequences sampled from the trained model (legal after the training cap). No KV
+    # cache, so a batch costs ~seq_len forward passes: use a few batches (docs/artifact.md).
     calibration_temperature: float = 0.8
     calibration_seqs_per_batch: int = 8
     prune: bool = True
