@@ -18,17 +18,17 @@ from omegaconf import DictConfig
 
 from crownq.distributed import DistEnv, barrier, broadcast_object, init_distributed
 from crownq.results import (
+    ARTIFACT_FILENAME,
     RESULT_FILENAME,
     config_digest,
     failure_fields,
     hardware_description,
+    training_digest,
     write_bytes_atomic,
     write_json_atomic,
 )
 from crownq.tracking import Tracker, log_callable, start_tracking
 from crownq.train.signals import TrainingPreempted
-
-ARTIFACT_FILENAME = "artifact.ptz"
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -76,9 +76,7 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
     from crownq.eval import headline as eval_headline
     from crownq.eval import run_evaluation, total_seconds
     from crownq.model import build_model
-    from crownq.quant.budget import code_bytes
-    from crownq.quant.export import export_model, load_artifact
-    from crownq.train import train_model
+    from crownq.quant.export import load_artifact
 
     _inject_debug_failure(cfg)
     stage = _StageClock(dist_env.is_main)
@@ -88,29 +86,11 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
     val_tokens = load_validation_tokens(paths.val_files, cfg.eval.seq_len, paths.vocab_size)
     stage.done("data", f"{len(paths.train_files)} train shards, {val_tokens.numel():,} validation tokens")
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch).to(dist_env.device)
-    model_params = sum(p.numel() for p in model.parameters())
-    stage.done("model", f"{model_params:,} parameters")
-
-    # Checkpoints live in the run folder, so a requeued job resumes from its own.
-    ckpt_dir = run_dir / "checkpoints"
-    trained = train_model(model, cfg, dist_env, paths.train_files, val_tokens, tables, ckpt_dir, log)
-    stage.done("train", f"{trained.steps} steps in {trained.train_seconds:.1f} s, "
-                        f"pre-quant val_bpb {trained.prequant_val_bpb:.4f}")
-
-    # Export is rank 0's job; the others wait and then read the same artifact file back.
-    artifact_path = run_dir / ARTIFACT_FILENAME
-    exported = None
-    if dist_env.is_main:
-        model.load_state_dict(trained.state_dict)
-        hessians = _collect_hessians(model, cfg, paths.train_files, paths.tokenizer_path, dist_env)
-        stage.done("calibrate", f"{len(hessians or {})} Hessians")
-        exported = export_model(trained.state_dict, model.export_groups(), hessians, cfg.quantizer,
-                                code_bytes())
-        write_bytes_atomic(artifact_path, exported.blob)
-        stage.done("export", f"{exported.total_bytes:,} bytes ({exported.pruned:,} values pruned)")
-    barrier()
+    if cfg.rescore_from:
+        artifact_path, produced = _reuse_artifact(cfg, stage)
+    else:
+        artifact_path, produced = _train_and_export(cfg, dist_env, run_dir, paths, val_tokens, tables,
+                                                    stage, log)
 
     # Score what a submission would ship: a fresh model holding only the artifact's weights.
     eval_model = build_model(cfg.arch).to(dist_env.device)
@@ -122,13 +102,8 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
          for key in ("val_bpb", "val_loss")})
     stage.done("eval", ", ".join(f"{k} {v.val_bpb:.4f} bpb in {v.seconds:.1f} s" for k, v in scores.items()))
 
-    outcome: dict[str, Any] = {
-        "model_params": model_params,
-        "steps": trained.steps,
-        "train_seconds": trained.train_seconds,
-        "step_avg_ms": 1000.0 * trained.train_seconds / max(1, trained.steps),
-        "prequant_val_loss": trained.prequant_val_loss,
-        "prequant_val_bpb": trained.prequant_val_bpb,
+    return {
+        **produced,
         "roundtrip_val_loss": scores["roundtrip"].val_loss if "roundtrip" in scores else None,
         "roundtrip_val_bpb": scores["roundtrip"].val_bpb if "roundtrip" in scores else None,
         "sliding_val_loss": scores["sliding"].val_loss if "sliding" in scores else None,
@@ -139,16 +114,55 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
         "val_method": best.method or next(k for k, v in scores.items() if v is best),
         "eval_seconds": total_seconds(scores),
         "eval_method_seconds": {k: v.seconds for k, v in scores.items()},
-        # Calibration on training batches counts inside the training budget; self-generated does not.
-        "calibration_seconds": stage.seconds.get("calibrate"),
-        "calibration_source": cfg.quantizer.calibration_source if cfg.quantizer.method == "gptq" else None,
         "eval_tokens": best.tokens,
         "eval_bytes": best.bytes,
         "ttt_score_first": True,  # crownq's only TTT scores each chunk before training on it
         "stage_seconds": stage.seconds,
     }
-    if exported is not None:
-        outcome.update({
+
+
+def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, val_tokens, tables,
+                      stage: _StageClock, log) -> tuple[Path, dict[str, Any]]:
+    """Train (+ average), calibrate, quantise, prune and write the artifact; the result keys they give."""
+    from crownq.model import build_model
+    from crownq.quant.budget import code_bytes
+    from crownq.quant.export import export_model
+    from crownq.train import train_model
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch).to(dist_env.device)
+    model_params = sum(p.numel() for p in model.parameters())
+    stage.done("model", f"{model_params:,} parameters")
+
+    # Checkpoints live in the run folder, so a requeued job resumes from its own.
+    ckpt_dir = run_dir / "checkpoints"
+    trained = train_model(model, cfg, dist_env, paths.train_files, val_tokens, tables, ckpt_dir, log)
+    stage.done("train", f"{trained.steps} steps in {trained.train_seconds:.1f} s, "
+                        f"pre-quant val_bpb {trained.prequant_val_bpb:.4f}")
+    produced: dict[str, Any] = {
+        "model_params": model_params,
+        "steps": trained.steps,
+        "train_seconds": trained.train_seconds,
+        "step_avg_ms": 1000.0 * trained.train_seconds / max(1, trained.steps),
+        "prequant_val_loss": trained.prequant_val_loss,
+        "prequant_val_bpb": trained.prequant_val_bpb,
+    }
+
+    # Export is rank 0's job; the others wait and then read the same artifact file back.
+    artifact_path = run_dir / ARTIFACT_FILENAME
+    if dist_env.is_main:
+        model.load_state_dict(trained.state_dict)
+        hessians = _collect_hessians(model, cfg, paths.train_files, paths.tokenizer_path, dist_env)
+        stage.done("calibrate", f"{len(hessians or {})} Hessians")
+        exported = export_model(trained.state_dict, model.export_groups(), hessians, cfg.quantizer,
+                                code_bytes())
+        write_bytes_atomic(artifact_path, exported.blob)
+        stage.done("export", f"{exported.total_bytes:,} bytes ({exported.pruned:,} values pruned)")
+        produced.update({
+            # Calibration on training batches counts inside the training budget; self-generated does not.
+            "calibration_seconds": stage.seconds.get("calibrate"),
+            "calibration_source": (cfg.quantizer.calibration_source if cfg.quantizer.method == "gptq"
+                                   else None),
             "artifact_bytes_model": exported.model_bytes,
             "artifact_bytes_code": exported.code_bytes,
             "artifact_bytes_total": exported.total_bytes,
@@ -156,7 +170,20 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
             "export_seconds": exported.seconds,
             "artifact_path": str(artifact_path),
         })
-    return outcome
+    barrier()
+    return artifact_path, produced
+
+
+def _reuse_artifact(cfg: DictConfig, stage: _StageClock) -> tuple[Path, dict[str, Any]]:
+    """`rescore_from=FOLDER`: score the artifact of an earlier finished run of this seed and training
+    config instead of training again; its training and export numbers are carried over."""
+    from crownq.rescore import TRAINING_KEYS, find_source_run
+
+    source_dir, source = find_source_run(Path(cfg.rescore_from), int(cfg.seed), training_digest(cfg))
+    stage.done("rescore", f"artifact of {source_dir}")
+    produced = {key: source.get(key) for key in TRAINING_KEYS}
+    produced.update({"artifact_path": str(source_dir / ARTIFACT_FILENAME), "rescored_from": str(source_dir)})
+    return source_dir / ARTIFACT_FILENAME, produced
 
 
 def _collect_hessians(model: torch.nn.Module, cfg: DictConfig, train_files: list[Path], tokenizer_path: Path,
@@ -280,6 +307,8 @@ def _run_identity(cfg: DictConfig, digest: str, dist_env: DistEnv, run_dir: Path
     return {
         "seed": int(cfg.seed),
         "config_digest": digest,
+        # The same without the eval group: which runs share an artifact (rescore_from matches on it).
+        "training_digest": training_digest(cfg),
         "sweep": cfg.get("sweep", ""),
         "ablation": cfg.get("ablation", "") or derived,
         "overrides": overrides,

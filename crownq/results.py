@@ -19,9 +19,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 RESULT_FILENAME = "result.json"
+ARTIFACT_FILENAME = "artifact.ptz"  # kept in the run folder beside result.json
 
 # Top-level keys that never change what a run computes.
-DIGEST_EXCLUDED_KEYS = ("seed", "logger", "hydra", "launcher", "sweep", "ablation", "debug")
+DIGEST_EXCLUDED_KEYS = ("seed", "logger", "hydra", "launcher", "sweep", "ablation", "debug", "rescore_from")
 # Nested keys that are machine-local paths (same data, different folder = same experiment).
 DIGEST_EXCLUDED_PATHS = (("data", "root"),)
 
@@ -38,11 +39,11 @@ class ResultError(ValueError):
     """A result file that is missing, unreadable or lacks what the report needs."""
 
 
-def digest_payload(cfg: DictConfig) -> dict[str, Any]:
+def digest_payload(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> dict[str, Any]:
     """The resolved config with the excluded keys removed (what the digest hashes)."""
     payload: dict[str, Any] = {}
     for key in cfg.keys():
-        if key in DIGEST_EXCLUDED_KEYS:
+        if key in DIGEST_EXCLUDED_KEYS or key in also_excluded:
             continue
         # Resolving node by node keeps interpolations into excluded nodes (e.g. hydra runtime) out.
         node = cfg[key]
@@ -56,10 +57,16 @@ def digest_payload(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-def config_digest(cfg: DictConfig) -> str:
+def config_digest(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> str:
     """sha256 (hex) of the canonical JSON of `digest_payload(cfg)`."""
-    canonical = json.dumps(digest_payload(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    payload = digest_payload(cfg, also_excluded)
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def training_digest(cfg: DictConfig) -> str:
+    """The config digest without the `eval` group: runs that share it produce the same artifact."""
+    return config_digest(cfg, also_excluded=("eval",))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -45,6 +45,9 @@ class Config:
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # A sweep or run folder: instead of training, score the artifact of the finished run there with
+    # this seed and the same config apart from `eval` (crownq/rescore.py). Empty = train as usual.
+    rescore_from: str = ""
     # Test hooks and failure injection live here so they are visible in the resolved config.
     debug: dict[str, Any] = field(default_factory=dict)
 

@@ -89,3 +89,41 @@ def test_a_failing_single_run_exits_non_zero_with_a_failed_result(tmp_path):
     assert proc.returncode != 0
     result = read_result(run_dir / "result.json")
     assert result["status"] == "failed" and "Traceback" in result["traceback"]
+
+
+def test_eval_ablation_rescores_the_seed_sweep_artifacts(tmp_path):
+    # Train two seeds once, then score their artifacts with two strides without training again.
+    seeds = tmp_path / "seeds"
+    proc = launch("-m", "+sweeps=seeds", "seed=1337,42", "logger=none", *SMALL, f"hydra.sweep.dir={seeds}",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    strides = tmp_path / "strides"
+    proc = launch("-m", "+sweeps=ablate_eval_stride", "seed=1337,42", "eval=sliding32,sliding128",
+                  "logger=none", *SMALL, f"rescore_from={seeds}", f"hydra.sweep.dir={strides}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[crownq] train" not in proc.stdout and "[crownq] rescore" in proc.stdout
+    sources = {r["seed"]: (p.parent, r) for p in seeds.glob("*/result.json") for r in [read_result(p)]}
+    rescored = [read_result(p) for p in sorted(strides.glob("*/result.json"))]
+    assert len(rescored) == 4 and {r["status"] for r in rescored} == {"ok"}
+    for r in rescored:
+        source_dir, source = sources[r["seed"]]
+        assert r["rescored_from"] == str(source_dir)
+        for key in ("train_seconds", "steps", "artifact_bytes_total", "prequant_val_bpb"):
+            assert r[key] == source[key], key
+        assert r["training_digest"] == source["training_digest"]
+    # Stride 32 gives every scored token at least as much context as stride 128: a different number.
+    by_cell = {(r["seed"], r["config_digest"]): r["sliding_val_bpb"] for r in rescored}
+    assert len(by_cell) == 4 and len(set(by_cell.values())) == 4
+    report = json.loads((strides / "report" / "report.json").read_text())
+    assert len(report["groups"]) == 2  # one per stride
+
+
+def test_rescoring_a_run_trained_with_another_config_fails_clearly(tmp_path):
+    run_dir = tmp_path / "run"
+    assert launch(*SMALL, "logger=none", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    proc = launch(*SMALL, "logger=none", "train.iterations=4", f"rescore_from={run_dir}",
+                  f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    failed = read_result(tmp_path / "again" / "result.json")
+    assert failed["status"] == "failed" and "trained with another config" in failed["error"]
+    assert read_result(run_dir / "result.json")["status"] == "ok"  # the source is untouched

@@ -1,0 +1,67 @@
+"""Find the finished run whose artifact a `rescore_from=FOLDER` run scores instead of training again.
+
+Evaluation choices (stride, TTT, ...) do not change the artifact, so an eval ablation can reuse the
+artifacts of a seed sweep: the run folder with the same seed and the same training digest (the config
+digest without the `eval` group, written into every result.json) is the source.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from crownq.results import ARTIFACT_FILENAME, RESULT_FILENAME
+
+# What the source run measured while training and exporting; carried into the rescored result.
+TRAINING_KEYS = (
+    "model_params", "steps", "train_seconds", "step_avg_ms", "prequant_val_loss", "prequant_val_bpb",
+    "calibration_seconds", "calibration_source", "artifact_bytes_model", "artifact_bytes_code",
+    "artifact_bytes_total", "pruned", "export_seconds",
+)
+
+
+def candidate_runs(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Finished runs in `folder` itself or one level below it (a run folder or a sweep folder)."""
+    found = []
+    for result_path in sorted([folder / RESULT_FILENAME, *folder.glob(f"*/{RESULT_FILENAME}")]):
+        try:
+            result = json.loads(result_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a missing or broken result is not a source; the report lists those
+        if isinstance(result, dict) and result.get("status") == "ok":
+            found.append((result_path.parent, result))
+    return found
+
+
+def find_source_run(folder: Path, seed: int, training_digest: str) -> tuple[Path, dict[str, Any]]:
+    """The one finished run in `folder` with this seed and training digest, and its result.
+
+    Errors name the folder and say what was there instead, so a wrong folder or a changed config is
+    obvious from the message.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"rescore_from={folder}: no such folder (give a run or sweep folder)")
+    runs = candidate_runs(folder)
+    if not runs:
+        raise ValueError(f"rescore_from={folder}: no finished run (result.json with status ok) in it "
+                         "or in its subfolders")
+    same_seed = [(d, r) for d, r in runs if r.get("seed") == seed]
+    matches = [(d, r) for d, r in same_seed if r.get("training_digest") == training_digest]
+    if not matches:
+        seeds = sorted({r.get("seed") for _, r in runs})
+        if not same_seed:
+            raise ValueError(f"rescore_from={folder}: no finished run with seed {seed} "
+                             f"(seeds there: {seeds})")
+        digests = sorted({str(r.get("training_digest"))[:12] for _, r in same_seed})
+        raise ValueError(
+            f"rescore_from={folder}: the runs with seed {seed} were trained with another config (training "
+            f"digest {', '.join(digests)}, this run {training_digest[:12]}); only `eval` options may differ")
+    if len(matches) > 1:
+        names = ", ".join(str(d) for d, _ in matches)
+        raise ValueError(f"rescore_from={folder}: {len(matches)} finished runs match seed {seed} and this "
+                         f"config ({names}); give one of them")
+    source_dir, result = matches[0]
+    if not (source_dir / ARTIFACT_FILENAME).is_file():
+        raise FileNotFoundError(f"rescore_from={folder}: {source_dir / ARTIFACT_FILENAME} is missing")
+    return source_dir, result
