@@ -1,5 +1,6 @@
 """The recipe, top to bottom: data -> model -> train (+ averaging) -> calibrate, quantise, prune ->
-artifact file -> load back from the artifact -> evaluate -> result.json.
+artifact file -> load back from the artifact -> evaluate -> result.json. With `rescore_from=FOLDER` the
+model/train/export stages are replaced by an earlier finished run's artifact (crownq/rescore.py).
 
 `run(cfg)` is what `launch.py` calls for one seed. Every rank runs the recipe; only rank 0 writes the
 result, the artifact and the wandb run, and the value returned to the launcher is rank 0's result.
