@@ -7,11 +7,10 @@ digest without the `eval` group, written into every result.json) is the source.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from crownq.results import ARTIFACT_FILENAME, RESULT_FILENAME
+from crownq.results import ARTIFACT_FILENAME, RESULT_FILENAME, ResultError, read_result
 
 # What the source run measured while training and exporting; carried into the rescored result.
 TRAINING_KEYS = (
@@ -26,10 +25,10 @@ def candidate_runs(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     found = []
     for result_path in sorted([folder / RESULT_FILENAME, *folder.glob(f"*/{RESULT_FILENAME}")]):
         try:
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            result = read_result(result_path)
+        except ResultError:
             continue  # a missing or broken result is not a source; the report lists those
-        if isinstance(result, dict) and result.get("status") == "ok":
+        if result["status"] == "ok":
             found.append((result_path.parent, result))
     return found
 

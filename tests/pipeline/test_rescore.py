@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_compose import compose_run_config
+from pipeline_synthetic import ok_result
 
 from crownq.rescore import find_source_run
 from crownq.results import config_digest, training_digest
@@ -14,7 +15,7 @@ from crownq.results import config_digest, training_digest
 
 def finished_run(folder: Path, seed: int, digest: str, status: str = "ok", artifact: bool = True) -> Path:
     folder.mkdir(parents=True)
-    result = {"status": status, "seed": seed, "training_digest": digest}
+    result = {**ok_result(seed, "c" * 64, 2.0), "status": status, "training_digest": digest}
     (folder / "result.json").write_text(json.dumps(result))
     if artifact:
         (folder / "artifact.ptz").write_bytes(b"x")
