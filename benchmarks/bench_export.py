@@ -1,11 +1,16 @@
 """Export benchmark on the record model's shapes: GPTQ time, pruning time, bytes per codec vs bounds.
 
     PYTHONPATH=. python3 benchmarks/bench_export.py [--codecs lzma,brotli,zstd] [--layers N]
+    PYTHONPATH=. python3 benchmarks/bench_export.py --mode floors   # record vs tiny scale floor
 
 Builds crownq_11l (27,124,848 params), gives it trained-like weights (Laplace(0, 0.3), see
 ../shared/notes/parameter-golf.md "Realistic weights") and Hessians (X^T X of random correlated
 activations; q/k/v share one, as calibration produces), then prints one table. Timings on a shared
 machine are noisy: compare the ratios printed by the same run.
+
+`--mode floors`: the record's export (GPTQ int6 + int8, lzma-6, +/-1 pruning to 16,000,000 - code
+bytes - 50,000) under each `quantizer.scale_floor`, for trained-like weights and for the model's own
+init weights (what a few-step smoke run exports): artifact bytes before pruning, codes pruned, final.
 """
 
 import argparse
@@ -23,7 +28,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from crownq.config.quantizer import QuantizerConfig  # noqa: E402
 from crownq.quant.artifact import QuantTensor  # noqa: E402
 from crownq.quant.export import compress_entries, quantize_state_dict  # noqa: E402
-from crownq.quant.prune import prune_to_fit  # noqa: E402
+from crownq.quant.prune import PruneError, prune_to_fit  # noqa: E402
+
+RECORD_CODE_BYTES = 95_390  # the record's train_gpt.py (../shared/notes/parameter-golf.md)
 
 
 def build_record_model():
@@ -77,8 +84,45 @@ def naive_bytes(entries) -> tuple[int, float]:
     return len(lzma.compress(buf.getvalue(), preset=6)), time.perf_counter() - t
 
 
+def floors_table(model, hessians: dict[str, torch.Tensor], weights: list[str], floors: list[str],
+                 code_bytes: int, threads: int) -> None:
+    """Artifact bytes and pruning needed under each scale floor, everything else the record preset."""
+    groups = model.export_groups()
+    init_sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    print("| weights | scale_floor | int6 code entropy (bits) | artifact bytes unpruned | target | "
+          "+/-1 codes pruned | final bytes | export s |\n|---|---|---|---|---|---|---|---|")
+    for kind in weights:
+        torch.manual_seed(0)
+        sd = init_sd if kind == "init" else {
+            k: torch.distributions.Laplace(0.0, 0.3).sample(v.shape) if v.ndim == 2 and v.numel() > 4096
+            else v for k, v in init_sd.items()}
+        for floor in floors:
+            cfg = QuantizerConfig(scale_floor=floor, compress_threads=threads)
+            target = cfg.budget_bytes - code_bytes - cfg.headroom_bytes
+            t = time.perf_counter()
+            entries = quantize_state_dict(sd, groups, hessians, cfg)
+            int6 = [e for e in entries.values() if isinstance(e, QuantTensor) and e.bits == 6]
+            ent = sum(entropy_bits(e.q) for e in int6) / sum(e.q.numel() for e in int6)
+            blob, sizes, section_of = compress_entries(entries, cfg)
+            unpruned = len(blob)
+            prunable = {n: e for n, e in entries.items() if groups.get(n) in ("attn", "mlp")}
+            try:
+                out, rep = prune_to_fit(prunable, {n: None for n in prunable}, section_of,
+                                        lambda cfg=cfg, entries=entries: compress_entries(entries, cfg)[:2],
+                                        target, (blob, sizes))
+                pruned, final = f"{rep.pruned:,}", f"{len(out):,}"
+            except PruneError as err:
+                pruned, final = "all", f"does not fit ({err})"
+            print(f"| {kind} | {floor} | {ent:.3f} | {unpruned:,} | {target:,} | {pruned} | {final} | "
+                  f"{time.perf_counter() - t:.0f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=("codecs", "floors"), default="codecs")
+    ap.add_argument("--weights", default="laplace,init", help="floors mode: laplace (trained-like), init")
+    ap.add_argument("--floors", default="record,tiny", help="floors mode: quantizer.scale_floor values")
+    ap.add_argument("--code-bytes", type=int, default=RECORD_CODE_BYTES, help="floors mode: for the target")
     ap.add_argument("--codecs", default="lzma,zstd,rans,brotli")
     ap.add_argument("--prune-codec", default="lzma")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -89,6 +133,11 @@ def main() -> None:
     sd = {k: torch.distributions.Laplace(0.0, 0.3).sample(v.shape) if v.ndim == 2 and v.numel() > 4096
           else v.detach().clone() for k, v in model.state_dict().items()}
     hessians = fake_hessians(model)
+    if args.mode == "floors":
+        print(f"model crownq_11l: {n_params:,} params; torch threads {torch.get_num_threads()}")
+        floors_table(model, hessians, args.weights.split(","), args.floors.split(","), args.code_bytes,
+                     args.threads)
+        return
     cfg = QuantizerConfig(compress_threads=args.threads)
     print(f"model crownq_11l: {n_params:,} params; torch threads {torch.get_num_threads()}")
 

@@ -1,5 +1,5 @@
 """Sliding-window evaluation speed on this machine: the batched implementation (crownq.eval) next to
-the straightforward one-window-at-a-time one (crownq.eval.reference), same model, same tokens.
+the straightforward one-window-at-a-time one (tests/oracles/sliding_reference.py), same model, same tokens.
 
     PYTHONPATH=. python3 benchmarks/bench_sliding.py                 # arch=mid, 16k tokens, 256/64
     PYTHONPATH=. python3 benchmarks/bench_sliding.py --arch tiny --tokens 32768 --batch 64
@@ -12,6 +12,7 @@ the ratio is only meaningful within one run.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from crownq.config.arch import ArchConfig
 from crownq.data.byte_tables import ByteTables
 from crownq.distributed import DistEnv
 from crownq.eval import sliding_window_eval
-from crownq.eval.reference import sliding_window_reference
 from crownq.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
+# The one-window-at-a-time yardstick is a test oracle (tests/oracles/), not part of the package.
+sys.path.insert(0, str(REPO / "tests"))
+from oracles.sliding_reference import sliding_window_reference  # noqa: E402
 
 
 def load_arch(name: str, vocab_size: int) -> ArchConfig:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from torch import nn
 import crownq
 
 REPO_ROOT = Path(crownq.__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -24,11 +22,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     from crownq.config import register_configs
+    from crownq.paths import conf_dir
 
-    # conf/config.yaml adds ${CROWNQ_ROOT} to the search path (sweeps/); launch.py sets it the same way.
-    os.environ.setdefault("CROWNQ_ROOT", str(REPO_ROOT))
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="crownq_describe"):
+    register_configs()  # the schema and the sweeps, as crownq-run registers them
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="crownq_describe"):
         return compose(config_name="config", overrides=list(overrides))
 
 
@@ -50,6 +47,23 @@ def parameter_rows(model: nn.Module, max_depth: int = 3) -> list[tuple[str, str,
             own = ", ".join(f"{n}{list(p.shape)}" for n, p in module.named_parameters(recurse=False))
         rows.append((name or "(model)", own, total))
     return rows
+
+
+def flops_lines(model: nn.Module, cfg: DictConfig) -> list[str]:
+    """Training FLOPs per token and per optimizer step (train.train_batch_tokens) at train.seq_len;
+    with depth recurrence, before and after looping switches on."""
+    from crownq.model.flops import training_flops_per_token
+
+    seq_len, batch = int(cfg.train.seq_len), int(cfg.train.train_batch_tokens)
+    states = [("", model.looping_active)]
+    if model.cfg.num_loops > 0:
+        states = [(" (looping off)", False), (" (looping on)", True)]
+    lines = []
+    for label, looping in states:
+        per_token = training_flops_per_token(model, seq_len, looping)
+        lines.append(f"train_flops_per_token{label}: {per_token:.4g}  per step ({batch:,} tokens at seq "
+                     f"{seq_len}): {per_token * batch:.4g}")
+    return lines
 
 
 def describe(overrides: list[str]) -> str:
@@ -75,6 +89,7 @@ def describe(overrides: list[str]) -> str:
         lines.append(f"export group    {group:<7} {n:>11,}")
     quant = sum(m.weight.numel() for _, m in model.quantizable_linears())
     lines.append(f"quantizable linears: {len(model.quantizable_linears())} ({quant:,} weights)")
+    lines.extend(flops_lines(model, cfg))
     lines.append(f"model_params: {model.num_params()}")
     return "\n".join(lines)
 

@@ -17,43 +17,78 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from crownq.config.validate import validate
 from crownq.distributed import DistEnv, barrier, broadcast_object, init_distributed
+from crownq.log import logger, to_log_files
+from crownq.rescore import refuse_rescore_into_source
 from crownq.results import (
     ARTIFACT_FILENAME,
     RESULT_FILENAME,
     config_digest,
+    error_line,
     failure_fields,
     hardware_description,
     training_digest,
     write_bytes_atomic,
     write_json_atomic,
 )
+from crownq.reuse import code_digest, reuse_finished_run
+from crownq.run_lock import RunFolderBusy, RunLock, refuse_finished_run
 from crownq.tracking import Tracker, log_callable, start_tracking
+from crownq.train.divergence import TrainingDiverged
 from crownq.train.signals import TrainingPreempted
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train, compress and score one seed; write `result.json` into the run folder and return it."""
+    validate(cfg)  # every value checked before any work (crownq/config/validate.py)
     dist_env = init_distributed(cfg.train.device)
     run_dir = Path(run_dir) if run_dir is not None else _hydra_output_dir()
     # Under torchrun every rank composes its own timestamped Hydra folder, and ranks started a second
     # apart would disagree; rank 0's folder is the run's (the others read the artifact from it).
     run_dir = Path(broadcast_object(str(run_dir)))
+    if cfg.rescore_from:
+        refuse_rescore_into_source(Path(cfg.rescore_from), run_dir)
     digest = config_digest(cfg)
     identity = _run_identity(cfg, digest, dist_env, run_dir)
+    main = dist_env.is_main
+    # The run owns its folder until it returns: a second run there is refused, naming this one. Rank 0
+    # decides and every rank hears it (a rank refusing alone would leave the others in a collective).
+    lock, refusal = None, ""
+    if main:
+        try:
+            lock = RunLock(run_dir).acquire()
+            refuse_finished_run(run_dir)
+        except RunFolderBusy as exc:
+            refusal = str(exc)
+    refusal = broadcast_object(refusal)
+    try:
+        if refusal:
+            raise RunFolderBusy(refusal)
+        return _run_locked(cfg, dist_env, run_dir, digest, identity)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, digest: str,
+                identity: dict[str, Any]) -> dict[str, Any]:
     main = dist_env.is_main
     if main:  # a "running" result tells a later report that this seed started and never finished
         write_json_atomic(run_dir / RESULT_FILENAME, {"status": "running", **identity})
     tracker = Tracker(None)
     try:
-        tracker = start_tracking(cfg, run_dir, digest, enabled=main)
-        outcome = _recipe(cfg, dist_env, run_dir, log_callable(tracker, echo=print if main else None))
+        tracker = start_tracking(cfg, run_dir, identity, enabled=main)
+        outcome = _reused(cfg, identity, run_dir, dist_env) or _recipe(
+            cfg, dist_env, run_dir, log_callable(tracker, echo=print if main else None))
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception) or isinstance(exc, TrainingPreempted)
-        result = {**failure_fields(exc, "interrupted" if interrupted else "failed"), **identity}
+        diverged = isinstance(exc, TrainingDiverged)
+        status = "interrupted" if interrupted else "diverged" if diverged else "failed"
+        result = {**failure_fields(exc, status), **identity}
         if main:
-            write_json_atomic(run_dir / RESULT_FILENAME, result)
-            print(f"crownq: seed {cfg.seed} {result['status']}: {result['error']}")
+            _write_final_result(run_dir, result)
+            logger().error(f"seed {cfg.seed} {result['status']}: {result['error']}")
         tracker.finish(result, failed=True)
         # In a local multirun the other seeds and the report go on; a single run exits non-zero.
         # Preemption propagates so the launcher can requeue, and a multi-rank job fails as a whole
@@ -64,16 +99,32 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     result = {"status": "ok", **identity, **outcome}
     if main:
         write_json_atomic(run_dir / RESULT_FILENAME, result)
-        print(headline(result))
+        print(headline(result))  # stdout, always; the job's log file gets it too
+        to_log_files(headline(result))
         _drop_training_checkpoint(cfg, run_dir)
     tracker.finish(result)
     return result
 
 
+def _write_final_result(run_dir: Path, result: dict[str, Any]) -> None:
+    """Record a failure even on a full disk: without the traceback if the whole result does not fit, and
+    if nothing fits, say so instead of chaining a second traceback onto the first."""
+    last: OSError | None = None
+    for attempt in (result, {k: v for k, v in result.items() if k != "traceback"}):
+        try:
+            write_json_atomic(run_dir / RESULT_FILENAME, attempt)
+            return
+        except OSError as exc:
+            last = exc
+    assert last is not None
+    print(f"crownq: could not record the failure in {run_dir / RESULT_FILENAME} ({error_line(last)}); "
+          "it still says 'running'")
+
+
 def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str, Any]:
-    from crownq.data.byte_tables import byte_tables_from_sentencepiece
     from crownq.data.loader import load_validation_tokens
     from crownq.data.resolve import prepare_data
+    from crownq.data.sidecar import load_byte_tables
     from crownq.eval import headline as eval_headline
     from crownq.eval import run_evaluation, total_seconds
     from crownq.model import build_model
@@ -83,8 +134,10 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
     stage = _StageClock(dist_env.is_main)
 
     paths = prepare_data(cfg.data)
-    tables = byte_tables_from_sentencepiece(paths.tokenizer_path, paths.vocab_size)
     val_tokens = load_validation_tokens(paths.val_files, cfg.eval.seq_len, paths.vocab_size)
+    # The byte sidecar's counts when the data has one (CaseOps), else the tokenizer's token rule.
+    tables = load_byte_tables(paths.tokenizer_path, paths.vocab_size, paths.val_files, paths.val_byte_files,
+                              val_tokens.numel())
     stage.done("data", f"{len(paths.train_files)} train shards, {val_tokens.numel():,} validation tokens")
 
     if cfg.rescore_from:
@@ -94,7 +147,7 @@ def _recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log) -> dict[str,
                                                     stage, log)
 
     # Score what a submission would ship: a fresh model holding only the artifact's weights.
-    eval_model = build_model(cfg.arch).to(dist_env.device)
+    eval_model = build_model(cfg.arch).place(dist_env.device)
     expected = {name: tuple(t.shape) for name, t in eval_model.state_dict().items()}
     eval_model.load_state_dict(load_artifact(artifact_path, expected_shapes=expected))
     scores = run_evaluation(eval_model, val_tokens, tables, cfg.eval, dist_env)
@@ -126,17 +179,18 @@ def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, 
                       stage: _StageClock, log) -> tuple[Path, dict[str, Any]]:
     """Train (+ average), calibrate, quantise, prune and write the artifact; the result keys they give."""
     from crownq.model import build_model
-    from crownq.quant.budget import code_bytes
+    from crownq.quant.budget import code_size
     from crownq.quant.export import export_model
     from crownq.train import train_model
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch).to(dist_env.device)
+    model = build_model(cfg.arch).place(dist_env.device)
     model_params = sum(p.numel() for p in model.parameters())
     stage.done("model", f"{model_params:,} parameters")
 
     # Checkpoints live in the run folder, so a requeued job resumes from its own.
     ckpt_dir = run_dir / "checkpoints"
+    # Training-time validation charges the same bytes as the scores below (the sidecar, when there is one).
     trained = train_model(model, cfg, dist_env, paths.train_files, val_tokens, tables, ckpt_dir, log)
     stage.done("train", f"{trained.steps} steps in {trained.train_seconds:.1f} s, "
                         f"pre-quant val_bpb {trained.prequant_val_bpb:.4f}")
@@ -155,8 +209,10 @@ def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, 
         model.load_state_dict(trained.state_dict)
         hessians = _collect_hessians(model, cfg, paths.train_files, paths.tokenizer_path, dist_env)
         stage.done("calibrate", f"{len(hessians or {})} Hessians")
+        # Code bytes = this configuration's submission file (crownq-submit's train_gpt.py), measured.
+        code = code_size(cfg)
         exported = export_model(trained.state_dict, model.export_groups(), hessians, cfg.quantizer,
-                                code_bytes())
+                                code.bytes)
         write_bytes_atomic(artifact_path, exported.blob)
         stage.done("export", f"{exported.total_bytes:,} bytes ({exported.pruned:,} values pruned)")
         produced.update({
@@ -166,6 +222,8 @@ def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, 
                                    else None),
             "artifact_bytes_model": exported.model_bytes,
             "artifact_bytes_code": exported.code_bytes,
+            "artifact_code_sha256": code.sha256,  # crownq-submit checks its bundle against it
+            "code_bytes_mode": code.mode,
             "artifact_bytes_total": exported.total_bytes,
             "pruned": exported.pruned,
             "export_seconds": exported.seconds,
@@ -234,7 +292,7 @@ def _training_calibration_batches(cfg: DictConfig, train_files: list[Path], dist
 def _bos_id(tokenizer_path: Path) -> int:
     import sentencepiece as spm
 
-    bos = spm.SentencePieceProcessor(model_file=str(tokenizer_path)).bos_id()
+    bos = spm.SentencePieceProcessor(model_proto=Path(tokenizer_path).read_bytes()).bos_id()  # any path
     if bos < 0:
         raise ValueError(f"{tokenizer_path}: the tokenizer has no BOS piece, which self-generated "
                          "calibration starts every sequence with")
@@ -254,7 +312,7 @@ class _StageClock:
         self.seconds[name] = now - self._last
         self._last = now
         if self.verbose:
-            print(f"[crownq] {name:<9} {self.seconds[name]:7.1f} s  {detail}", flush=True)
+            logger().info(f"{name:<9} {self.seconds[name]:7.1f} s  {detail}")
 
 
 def _drop_training_checkpoint(cfg: DictConfig, run_dir: Path) -> None:
@@ -317,7 +375,27 @@ def _run_identity(cfg: DictConfig, digest: str, dist_env: DistEnv, run_dir: Path
         "hardware": hardware_description(dist_env.world_size),
         "torch_version": torch.__version__,
         "run_dir": str(run_dir),
+        # The sweep's folder (wandb groups carry its date) and the recipe's source (reuse matches on it).
+        "sweep_dir": _sweep_dir(),
+        "code_digest": code_digest(),
     }
+
+
+def _sweep_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().sweep.dir) if _in_multirun() else ""
+
+
+def _reused(cfg: DictConfig, identity: dict[str, Any], run_dir: Path, dist_env: DistEnv) -> dict | None:
+    """`reuse=true`: the outcome of an identical finished run, copied (crownq/reuse.py), else None.
+    Single-process runs only: ranks would each have to agree on the copy."""
+    if not cfg.get("reuse") or dist_env.distributed:
+        return None
+    outcome = reuse_finished_run(identity, run_dir)
+    if outcome is not None:
+        logger().info(f"reused    seed {cfg.seed} from {outcome['reused_from']} (same config and code)")
+    return outcome
 
 
 def headline(result: dict[str, Any]) -> str:

@@ -64,3 +64,14 @@ def find_source_run(folder: Path, seed: int, training_digest: str) -> tuple[Path
     if not (source_dir / ARTIFACT_FILENAME).is_file():
         raise FileNotFoundError(f"rescore_from={folder}: {source_dir / ARTIFACT_FILENAME} is missing")
     return source_dir, result
+
+
+def refuse_rescore_into_source(source: Path, run_dir: Path) -> None:
+    """A rescore writing into the folder it reads (or a folder inside it) would overwrite the finished
+    source result with 'running' and lose its scores, or mix its results into the source sweep."""
+    src, dst = source.resolve(), run_dir.resolve()
+    if dst == src or src in dst.parents:
+        where = "is" if dst == src else "is inside"
+        raise ValueError(f"rescore_from={source}: this run's folder {run_dir} {where} the folder it "
+                         "rescores; write the rescored runs elsewhere (hydra.run.dir=... or "
+                         "hydra.sweep.dir=...)")

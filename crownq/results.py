@@ -7,6 +7,7 @@ debug hooks, machine-local paths), so the report can group seeds of one configur
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,7 +23,8 @@ RESULT_FILENAME = "result.json"
 ARTIFACT_FILENAME = "artifact.ptz"  # kept in the run folder beside result.json
 
 # Top-level keys that never change what a run computes.
-DIGEST_EXCLUDED_KEYS = ("seed", "logger", "hydra", "launcher", "sweep", "ablation", "debug", "rescore_from")
+DIGEST_EXCLUDED_KEYS = ("seed", "logger", "hydra", "launcher", "sweep", "ablation", "debug", "rescore_from",
+                      "reuse")
 # Nested keys that are machine-local paths (same data, different folder = same experiment).
 DIGEST_EXCLUDED_PATHS = (("data", "root"),)
 
@@ -32,7 +34,8 @@ REQUIRED_OK_KEYS = (
     "roundtrip_val_bpb", "sliding_val_bpb", "val_bpb", "val_loss", "artifact_bytes_model",
     "artifact_bytes_code", "artifact_bytes_total", "eval_seconds", "hardware", "torch_version",
 )
-STATUSES = ("running", "ok", "failed", "interrupted")
+# diverged: training hit a non-finite loss and stopped there (crownq/train/loop.py).
+STATUSES = ("running", "ok", "failed", "interrupted", "diverged")
 
 
 class ResultError(ValueError):
@@ -85,11 +88,26 @@ def write_bytes_atomic(path: str | os.PathLike, blob: bytes) -> Path:
             handle.write(blob)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; results and artifacts live in shared folders, so use the umask instead.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # no /proc: set and restore at once
+    os.umask(old)
+    return old
 
 
 def read_result(path: str | os.PathLike) -> dict[str, Any]:
@@ -122,9 +140,18 @@ def failure_fields(exc: BaseException, status: str = "failed") -> dict[str, Any]
     """What a failed run adds to its result: the error in one line and the full traceback."""
     return {
         "status": status,
-        "error": f"{type(exc).__name__}: {exc}",
+        "error": error_line(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
+
+
+def error_line(exc: BaseException) -> str:
+    """One line naming the cause; a full disk says which file and what to do instead of an errno."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        return (f"no space left on device{where}: free space there and rerun the same command (a run "
+                "resumes from its last checkpoint)")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def hardware_description(world_size: int = 1) -> str:

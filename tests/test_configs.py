@@ -17,16 +17,25 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 EXPECTED_OPTIONS = {
-    "arch": ["baseline_9l", "crownq_11l", "mid", "tiny"],
-    "averaging": ["ema", "none", "swa", "swa_ema", "swa_ema_25", "swa_ema_75"],
-    "data": ["embedded", "fineweb_sp1024"],
+    "arch": ["baseline_9l", "crownq_11l", "frontier_11l", "frontier_tiny", "mid", "tiny"],
+    "averaging": ["ema", "ema_9965", "none", "swa", "swa_ema", "swa_ema_25", "swa_ema_75"],
+    "data": ["embedded", "embedded_caseops_4096", "fineweb_caseops_sp8192", "fineweb_sp1024",
+             "fineweb_sp4096", "fineweb_sp8192"],
+    "frontier": ["attn_gate", "doc_attention", "frontier_optim", "full", "lanes", "loop", "mlp4", "muoneq_r",
+                 "no_side_tables", "polar_express", "qgain5", "record", "skip_gates", "smear_bos", "xsa_all"],
+    "departure": ["clip_row_hessian", "crownq_warmdown", "ema_no_warmup", "qat_blocks_only", "qat_soft_round",
+                  "record", "rope_fixed_base", "scale_floor_tiny", "value_residual_half"],
     "eval": ["roundtrip", "sliding128", "sliding256", "sliding32", "sliding64", "ttt_score_first"],
     "logger": ["none", "wandb_offline", "wandb_online"],
     "quantizer": ["gptq_int5", "gptq_int6", "none", "rtn_int6"],
-    "train": ["cpu_mid", "cpu_tiny", "record_8xh100"],
-    "hydra/launcher": ["local", "slurm", "slurm_8xh100", "submitit_local"],
+    "train": ["cpu_mid", "cpu_tiny", "frontier_8xh100", "record_8xh100"],
+    "hydra/launcher": ["crownq_local", "crownq_slurm", "crownq_slurm_8xh100", "local"],
+    "hydra/job_logging": ["crownq"],
+    "preset": ["smoke"],
 }
-EXPECTED_SWEEPS = ["ablate_averaging", "ablate_crownq", "ablate_eval_stride", "ablate_quantizer", "seeds"]
+EXPECTED_SWEEPS = ["ablate_averaging", "ablate_crownq", "ablate_departures", "ablate_eval_stride",
+                   "ablate_frontier_model",
+                   "ablate_quantizer", "seeds"]
 
 
 def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
@@ -57,7 +66,14 @@ def test_every_config_file_is_listed():
 def test_every_option_composes(group, option):
     if not (CONF / group / f"{option}.yaml").is_file():
         pytest.fail(f"conf/{group}/{option}.yaml is listed but missing")
-    cfg = compose([f"{group}={option}"], hydra_node=group.startswith("hydra/"))
+    plus = "+" if group == "preset" else ""  # presets are added on demand (`+preset=smoke`)
+    cfg = compose([f"{plus}{group}={option}"], hydra_node=group.startswith("hydra/"))
+    if group in ("preset", "hydra/job_logging"):  # global overrides / logging setup: no `name` key
+        return
+    if group in ("departure", "frontier"):  # global overrides, no `name`: each option turns switches
+        changed = OmegaConf.to_container(cfg) != OmegaConf.to_container(compose([]))
+        assert changed == (option != "record"), f"conf/{group}/{option}.yaml should change a switch"
+        return
     if group not in ("data", "hydra/launcher"):  # data's `name` is the dataset's, not the option's
         assert cfg[group].name == option, f"conf/{group}/{option}.yaml: `name` should be {option!r}"
 
@@ -92,6 +108,9 @@ def test_every_sweep_and_every_value_composes(name):
         assert len(values) >= 2, f"sweeps/{name}.yaml: {key} sweeps a single value"
         for value in values:
             cfg = compose([f"+sweeps={name}", f"{key}={value}"])
+            if key in ("departure", "frontier"):  # global overrides: it composes, and differs from record
+                assert (value == "record") == (cfg == compose([f"+sweeps={name}"])), (name, value)
+                continue
             node = OmegaConf.select(cfg, key)
             composed = node.name if isinstance(node, DictConfig) else str(node)
             assert composed == value or float(composed) == float(value), (name, key, value)

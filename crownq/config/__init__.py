@@ -48,9 +48,18 @@ class Config:
     # A sweep or run folder: instead of training, score the artifact of the finished run there with
     # this seed and the same config apart from `eval` (crownq/rescore.py). Empty = train as usual.
     rescore_from: str = ""
+    # Copy a finished run with the same seed, config digest and code digest instead of recomputing it
+    # (crownq/reuse.py; searched under outputs/ and multirun/). Off: every run computes.
+    reuse: bool = False
+    # A sweep with a failed, diverged or missing seed exits non-zero (CI and schedulers read exit codes);
+    # true keeps the exit status 0 (the report still lists the failures).
+    allow_failed_seeds: bool = False
     # Test hooks and failure injection live here so they are visible in the resolved config.
     debug: dict[str, Any] = field(default_factory=dict)
 
 
 def register_configs() -> None:
+    from crownq.sweeps import register_sweeps
+
     ConfigStore.instance().store(name="crownq_schema", node=Config)
+    register_sweeps()  # `+sweeps=NAME` (sweeps/*.yaml); see crownq/sweeps.py

@@ -9,8 +9,9 @@ class AveragingConfig:
     ema: bool = True
     ema_decay: float = 0.997
     # decay_n = min(ema_decay, (1 + n) / (10 + n)): keeps a few-hundred-step CPU run's EMA off the random
-    # init; from update ~3000 on it equals ema_decay, so the record (6600 steps) is unaffected (< 1e-4).
-    ema_warmup: bool = True
+    # init. The record has no warm-up (False). The option files take it from the training preset
+    # (`train.ema_warmup`): whether the init must be forgotten quickly is a property of the run length.
+    ema_warmup: bool = False
     swa: bool = True
     swa_every: int = 50
     swa_lr_scale_below: float = 0.2  # SWA snapshots once the LR scale falls under this

@@ -11,22 +11,37 @@ class QuantizerConfig:
     # --- training time (owned by crownq/train + crownq/quant/fake_quant.py) ---
     qat: bool = True
     qat_lr_scale_below: float = 0.15  # late QAT switches on once the LR scale falls under this
+    # Which linears late QAT and CROWN-Q act on: all_linears (the record: block linears plus the
+    # BigramHash and value-embedding projections) | blocks (attention and MLP linears only).
+    qat_coverage: str = "all_linears"
+    # QAT gradient: ste (the record: straight-through at every temperature) | soft_round (the gradient
+    # of the soft-round surrogate below soft_round_lr_scale_below).
+    qat_gradient: str = "ste"
     soft_round_temperature: float = 0.1
     soft_round_lr_scale_below: float = 0.02  # soft rounding (temperature above) under this LR scale
     crownq_lambda: float = 0.01
     crownq_divisor: float = 15.0
-    crownq_warmdown_only: bool = True
+    # When the CROWN-Q term is added: qat (the record: while late QAT is on and LR scale < 1) |
+    # warmdown (whenever LR scale < 1) | always.
+    crownq_window: str = "qat"
     # --- export time (owned by crownq/quant) ---
     method: str = "gptq"  # gptq | rtn | none (fp16 export)
     attn_bits: int = 6
     mlp_bits: int = 6
     embed_bits: int = 8
     other_bits: int = 8
-    passthrough_max_numel: int = 65536  # smaller matrices: fp16; 1-D and <= 4096-value tensors: fp32
+    passthrough_max_numel: int = 65536  # smaller matrices: fp16; 1-D and <= 4096-value: control_store
     block_size: int = 128
     damp: float = 0.01
     act_order: bool = True
     clip_quantiles: list[float] = field(default_factory=lambda: [0.999, 0.9995, 0.9999, 0.99999, 1.0])
+    # Record values first; the alternatives are departures (docs/departures.md, crownq/quant/rounding.py).
+    scale_floor: str = "record"  # record: row scale >= 1/qmax (1/31 int6) | tiny: >= 2^-14 | a number
+    clip_select: str = "matrix_mse"  # matrix_mse: one clip quantile per matrix | row_hessian: per row
+    int8_clip: str = "percentile"  # percentile: the record's fixed per-row clip | search: as int6
+    int8_clip_quantile: float = 0.9999984  # the record's 99.99984th percentile (int8_clip=percentile)
+    control_store: str = "fp16"  # 1-D / <= 4096-value tensors: fp16 (record) | fp32 (exact)
+    prune_cost: str = "scale"  # order of +/-1 pruning: scale: scale[row]^2 | scale_hdiag: x H[col, col]
     # Follows the training preset (cpu_tiny 16, record 256): calibration is forward passes at the
     # training micro-batch size, so its cost scales with the training setup, not the quantizer.
     calibration_batches: int = II("train.calibration_batches")
@@ -38,6 +53,11 @@ class QuantizerConfig:
     prune: bool = True
     budget_bytes: int = 16_000_000
     headroom_bytes: int = 50_000
+    # Code bytes = the size of this configuration's single-file submission (crownq/submit/bundle.py):
+    # compressed (the default: stripped, lzma/brotli, base85 in a self-extracting wrapper, as later
+    # records ship; ~70 KB for the record configuration, under the record's own 95,390 raw bytes) |
+    # raw (the file as rendered, ~349 KB: crownq's closure is larger than the record's one script).
+    code_bytes_mode: str = "compressed"
     codec: str = "lzma"  # lzma | brotli | zstd | rans (own entropy coder) | best
     lzma_preset: int = 6
     compress_threads: int = 2  # integer sections are split in this many chunks, compressed in parallel

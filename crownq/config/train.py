@@ -20,6 +20,8 @@ class TrainConfig:
     muon_momentum_warmup_start: float = 0.92
     muon_momentum_warmup_steps: int = 1500
     muon_backend_steps: int = 5
+    # Newton-Schulz dtype: bf16 (the record, every device) | fp32 | auto (bf16 on CUDA, fp32 on CPU).
+    muon_ns_dtype: str = "auto"
     muon_weight_decay: float = 0.04
     # AdamW (embeddings, scalars)
     tied_embed_lr: float = 0.035
@@ -44,3 +46,16 @@ class TrainConfig:
     calibration_reserve_seconds: float = 0.0
     # GPTQ calibration batches (one training micro-batch each); quantizer.calibration_batches reads this.
     calibration_batches: int = 256
+    # EMA warm-up for this preset's run length (averaging.ema_warmup reads it): off for the record
+    # (6,600 steps forget the init either way), on for few-hundred-step CPU runs, where a plain 0.997
+    # EMA would still hold 0.997^300 = 41% of the random init.
+    ema_warmup: bool = False
+    # ---- frontier switches (docs/frontier.md; spec: ../shared/notes/frontier.md §4). Off by default.
+    muon_row_normalize: bool = False  # MuonEq-R: each row of the momentum update to unit norm before NS
+    muon_ns_coefficients: str = "quintic"  # quintic (fixed, the March record) | polar_express (5 tuples)
+    # AdamW weight decay of the embedding group; -1 = adam_weight_decay (the March record: one value).
+    embed_weight_decay: float = -1.0
+    # Warmdown over the last fraction of training (time-based under a wallclock cap, else step-based),
+    # to a floor of min_lr; 0 = the March record's warmdown_iters schedule.
+    warmdown_frac: float = 0.0
+    min_lr: float = 0.0

@@ -4,6 +4,10 @@ The rules (parameter-golf accounting): control, unknown and unused ids are bound
 bytes; byte-fallback pieces `<0xXX>` are worth 1 byte; any other piece is worth the UTF-8 length of
 its text after stripping one leading U+2581, which is remembered: that space is counted only when the
 previous token is not a boundary (a document's first word after BOS has no space before it).
+
+Data whose text was transformed before tokenizing (CaseOps) ships a byte sidecar instead: the
+original bytes of every validation token, by stream position. Tables that carry one charge those
+values and need the targets' positions; the token rule would charge the transformed text.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,22 +29,29 @@ class ByteTables:
     base_bytes: torch.Tensor  # LongTensor[V]: bytes of the piece without its leading U+2581
     has_leading_space: torch.Tensor  # BoolTensor[V]: the piece started with U+2581
     is_boundary: torch.Tensor  # BoolTensor[V]: control / unknown / unused ids
+    # LongTensor[N] or None: original bytes of validation token p (charged when p is a target)
+    sidecar: torch.Tensor | None = None
 
     @property
     def vocab_size(self) -> int:
         return int(self.base_bytes.numel())
 
     def to(self, device: torch.device | str) -> ByteTables:
-        return ByteTables(
-            self.base_bytes.to(device), self.has_leading_space.to(device), self.is_boundary.to(device)
-        )
+        sidecar = None if self.sidecar is None else self.sidecar.to(device)
+        return ByteTables(self.base_bytes.to(device), self.has_leading_space.to(device),
+                          self.is_boundary.to(device), sidecar)
+
+    def without_sidecar(self) -> ByteTables:
+        """The token rule only, for callers that score contiguous text without positions."""
+        return ByteTables(self.base_bytes, self.has_leading_space, self.is_boundary)
 
 
 def byte_tables_from_sentencepiece(model_path: str | os.PathLike, vocab_size: int) -> ByteTables:
     """Build the tables for ids 0..vocab_size-1; ids the model lacks are boundaries (0 bytes)."""
     import sentencepiece as spm  # local import: only this function needs it
 
-    processor = spm.SentencePieceProcessor(model_file=str(model_path))
+    # From bytes, not a path: sentencepiece cannot open a path that is not valid UTF-8.
+    processor = spm.SentencePieceProcessor(model_proto=Path(model_path).read_bytes())
     pieces = processor.get_piece_size()
     if pieces > vocab_size:
         raise ValueError(
@@ -64,13 +76,23 @@ def byte_tables_from_sentencepiece(model_path: str | os.PathLike, vocab_size: in
     return ByteTables(base, space, boundary)
 
 
-def target_byte_counts(prev_ids: torch.Tensor, target_ids: torch.Tensor, tables: ByteTables) -> torch.Tensor:
-    """Bytes each target token covers: base[target] + (leading space and previous is not a boundary)."""
+def target_byte_counts(prev_ids: torch.Tensor, target_ids: torch.Tensor, tables: ByteTables,
+                       positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Bytes each target token covers: base[target] + (leading space and previous is not a boundary),
+    or, for tables with a sidecar, the sidecar at the targets' stream `positions` (same shape)."""
     if prev_ids.shape != target_ids.shape:
         raise ValueError(
             f"target_byte_counts: prev_ids shape {tuple(prev_ids.shape)} != target_ids shape "
             f"{tuple(target_ids.shape)}"
         )
+    if tables.sidecar is not None:
+        if positions is None or positions.shape != target_ids.shape:
+            found = None if positions is None else tuple(positions.shape)
+            raise ValueError(
+                "target_byte_counts: these byte tables carry a byte sidecar (CaseOps data), so the "
+                f"targets' stream positions are needed: expected shape {tuple(target_ids.shape)}, got {found}"
+            )
+        return tables.sidecar[positions.to(tables.sidecar.device).long()].to(target_ids.device)
     device = target_ids.device
     base = tables.base_bytes.to(device)
     space = tables.has_leading_space.to(device)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from crownq.data.embedded import EmbeddedOptions, build_embedded
-from crownq.data.fineweb import DEFAULT_REPO, DownloadError, download_fineweb
+from crownq.data.fineweb import VARIANTS, DownloadError, download_fineweb
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,7 +15,12 @@ def _parser() -> argparse.ArgumentParser:
 
     defaults = EmbeddedOptions()
     embedded = commands.add_parser("embedded", help="build the embedded corpus from CPython's documentation")
-    embedded.add_argument("--vocab-size", type=int, default=defaults.vocab_size)
+    embedded.add_argument("--vocab-size", "--vocab", dest="vocab_size", type=int, default=defaults.vocab_size)
+    embedded.add_argument(
+        "--caseops",
+        action="store_true",
+        help="CaseOps-transform the text (lossless case operators) and write the validation byte sidecar",
+    )
     embedded.add_argument(
         "--min-bytes",
         type=int,
@@ -32,10 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     embedded.add_argument("--force", action="store_true", help="rebuild even if a valid build exists")
 
     fineweb = commands.add_parser("fineweb", help="download the published FineWeb shards and tokenizer")
-    fineweb.add_argument("--variant", default="sp1024")
+    fineweb.add_argument(
+        "--variant", default="sp1024", help=f"one of {', '.join(VARIANTS)} (default %(default)s)"
+    )
     fineweb.add_argument("--train-shards", type=int, default=80, help="number of 100M-token train shards")
-    fineweb.add_argument("--out", default=None, help="output folder (default data/fineweb10B_<variant>)")
-    fineweb.add_argument("--repo", default=DEFAULT_REPO)
+    fineweb.add_argument("--out", default=None, help="output folder (default data/<the variant's dataset>)")
+    fineweb.add_argument("--repo", default=None, help="hub dataset repo (default: the variant's)")
     fineweb.add_argument("--endpoint", default=None, help="hub URL (default $HF_ENDPOINT or huggingface.co)")
     fineweb.add_argument("--timeout", type=float, default=10.0, help="seconds before the hub counts as down")
     return parser
@@ -45,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "embedded":
-            options = EmbeddedOptions(args.vocab_size, args.min_bytes, args.val_fraction, args.shard_tokens)
+            options = EmbeddedOptions(
+                args.vocab_size, args.min_bytes, args.val_fraction, args.shard_tokens, args.caseops
+            )
             folder = build_embedded(options, out_dir=args.out, force=args.force)
         else:
             folder = download_fineweb(

@@ -6,6 +6,10 @@ challenge's options, and write `train_*.bin` / `val_*.bin` shards (BOS before ev
 EOS). The result is cached in a folder keyed by a hash of every input and option and rebuilt only
 when one changes. The build happens in a temporary folder renamed into place, so an interrupted or
 concurrent build never leaves a half-written dataset behind.
+
+With `caseops`, every document goes through the CaseOps transform (caseops.py) before the tokenizer
+is trained and applied, the four operators are reserved as pieces (ids 4-7, as in the published
+CaseOps tokenizer), and each validation shard gets its byte sidecar (sidecar.py).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from crownq.data import corpus
+from crownq.data import caseops, corpus
 from crownq.data.shards import read_shard_header, write_shard
+from crownq.data.sidecar import PieceTable, sidecar_name, stream_byte_counts, write_sidecar
 
 # Bump when the builder's output for the same inputs changes (invalidates every cache folder).
 BUILDER_VERSION = 1
@@ -60,6 +65,7 @@ class EmbeddedOptions:
     min_corpus_bytes: int = 2_000_000
     val_fraction: float = 0.1
     shard_tokens: int = 250_000
+    caseops: bool = False  # CaseOps-transform the text and write the validation byte sidecar
 
     def validate(self) -> None:
         if not MIN_VOCAB_SIZE <= self.vocab_size <= 65536:
@@ -92,14 +98,23 @@ def build_key(options: EmbeddedOptions) -> str:
         "sources": corpus.source_fingerprint(),
         "sentencepiece": sentencepiece.__version__,
         "numpy_endianness": sys.byteorder,
-        "options": asdict(options),
+        "options": _key_options(options),
         "sentencepiece_options": SENTENCEPIECE_OPTIONS,
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
+def _key_options(options: EmbeddedOptions) -> dict:
+    # caseops enters the key only when on, so the builds made before it existed stay valid.
+    found = asdict(options)
+    if not options.caseops:
+        del found["caseops"]
+    return found
+
+
 def default_output_dir(options: EmbeddedOptions, key: str) -> Path:
-    return default_data_dir() / "embedded" / f"sp{options.vocab_size}-{key[:16]}"
+    kind = f"sp{options.vocab_size}-caseops" if options.caseops else f"sp{options.vocab_size}"
+    return default_data_dir() / "embedded" / f"{kind}-{key[:16]}"
 
 
 def is_valid_build(folder: Path, key: str) -> bool:
@@ -142,11 +157,14 @@ def split_documents(
     return train, val
 
 
-def train_tokenizer(train_documents: list[corpus.Document], vocab_size: int) -> bytes:
+def train_tokenizer(train_documents: list[corpus.Document], vocab_size: int,
+                    caseops_on: bool = False) -> bytes:
     import sentencepiece as spm
 
     # The trainer treats each line as a sentence (it never learns a piece across a newline).
     lines = [line for d in train_documents for line in d.text.split("\n") if line.strip()]
+    # CaseOps: the operators are whole pieces right after the special ids (4-7), never merged.
+    reserved = {"user_defined_symbols": list(caseops.OPERATORS)} if caseops_on else {}
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
@@ -154,12 +172,15 @@ def train_tokenizer(train_documents: list[corpus.Document], vocab_size: int) -> 
         vocab_size=vocab_size,
         minloglevel=2,
         **SENTENCEPIECE_OPTIONS,
+        **reserved,
     )
     return model.getvalue()
 
 
-def _write_split(folder: Path, prefix: str, token_ids: list[list[int]], shard_tokens: int) -> dict[str, int]:
-    """Concatenate BOS + tokens of every document and cut the stream into shards."""
+def _write_split(folder: Path, prefix: str, token_ids: list[list[int]], shard_tokens: int,
+                 pieces: PieceTable | None = None) -> dict[str, int]:
+    """Concatenate BOS + tokens of every document and cut the stream into shards; with `pieces`,
+    write each shard's byte sidecar too."""
     lengths = [len(ids) + 1 for ids in token_ids]
     stream = np.empty(sum(lengths), dtype=np.uint16)
     position = 0
@@ -167,12 +188,16 @@ def _write_split(folder: Path, prefix: str, token_ids: list[list[int]], shard_to
         stream[position] = BOS_ID
         stream[position + 1 : position + 1 + len(ids)] = ids
         position += len(ids) + 1
+    counts = stream_byte_counts(stream, pieces) if pieces is not None else None
     shards = {}
     for index, start in enumerate(range(0, len(stream), shard_tokens)):
         name = f"{prefix}_{index:06d}.bin"
         chunk = stream[start : start + shard_tokens]
         write_shard(folder / name, chunk)
         shards[name] = len(chunk)
+        if counts is not None:
+            write_sidecar(folder / sidecar_name(name), counts[start : start + shard_tokens])
+            shards[sidecar_name(name)] = len(chunk)
     return shards
 
 
@@ -187,21 +212,25 @@ def _build_into(folder: Path, options: EmbeddedOptions, key: str, progress: bool
         bar.set_postfix_str("gathering CPython documentation")
         documents = corpus.gather_documents(options.min_corpus_bytes)
         train_docs, val_docs = split_documents(documents, options.val_fraction)
+        original_train = train_docs
         text_bytes = sum(len(d.text.encode("utf-8")) for d in documents)
         log(f"{len(documents)} documents, {text_bytes:,} bytes ({len(val_docs)} held out for validation)")
         bar.update()
+        if options.caseops:
+            train_docs = [corpus.Document(d.doc_id, caseops.encode(d.text)) for d in train_docs]
         bar.set_postfix_str(f"training BPE tokenizer (vocab {options.vocab_size})")
-        model_bytes = train_tokenizer(train_docs, options.vocab_size)
+        model_bytes = train_tokenizer(train_docs, options.vocab_size, options.caseops)
         (folder / TOKENIZER_FILE).write_bytes(model_bytes)
         processor = spm.SentencePieceProcessor(model_proto=model_bytes)
         bar.update()
         bar.set_postfix_str("tokenizing")
         train_ids = processor.encode([d.text for d in train_docs])
-        val_ids = processor.encode([d.text for d in val_docs])
+        val_ids = processor.encode([caseops.encode(d.text) if options.caseops else d.text for d in val_docs])
         bar.update()
         bar.set_postfix_str("writing shards")
         shards = _write_split(folder, "train", train_ids, options.shard_tokens)
-        shards.update(_write_split(folder, "val", val_ids, options.shard_tokens))
+        pieces = PieceTable.from_processor(processor) if options.caseops else None
+        shards.update(_write_split(folder, "val", val_ids, options.shard_tokens, pieces))
         bar.update()
     meta = {
         "key": key,
@@ -210,8 +239,8 @@ def _build_into(folder: Path, options: EmbeddedOptions, key: str, progress: bool
         "options": asdict(options),
         "tokenizer_vocab_size": processor.get_piece_size(),
         "documents": {"train": len(train_docs), "val": len(val_docs)},
-        "text_bytes": {
-            "train": sum(len(d.text.encode("utf-8")) for d in train_docs),
+        "text_bytes": {  # of the original text (before CaseOps), as bpb is charged
+            "train": sum(len(d.text.encode("utf-8")) for d in original_train),
             "val": sum(len(d.text.encode("utf-8")) for d in val_docs),
         },
         "shards": shards,
@@ -220,7 +249,9 @@ def _build_into(folder: Path, options: EmbeddedOptions, key: str, progress: bool
     # No timestamp in meta.json: two builds of the same inputs must be byte-identical.
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     seconds = time.perf_counter() - started
-    log(f"built in {seconds:.1f} s: {sum(shards.values()):,} tokens in {len(shards)} shards")
+    tokens = {name: n for name, n in shards.items() if "_bytes_" not in name}  # not the sidecars
+    log(f"built in {seconds:.1f} s: {sum(tokens.values()):,} tokens in {len(tokens)} shards"
+        + (f" + {len(shards) - len(tokens)} byte sidecar(s)" if len(shards) > len(tokens) else ""))
 
 
 def build_embedded(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from crownq.config.data import DataConfig
 from crownq.data.embedded import TOKENIZER_FILE, EmbeddedOptions, build_embedded
 from crownq.data.shards import read_shard, read_shard_header
+from crownq.data.sidecar import load_sidecar
 
 __all__ = ["DataPaths", "prepare_data", "tokenizer_vocab_size"]
 
@@ -18,12 +19,14 @@ class DataPaths:
     val_files: list[Path]
     tokenizer_path: Path
     vocab_size: int
+    val_byte_files: list[Path] = field(default_factory=list)  # byte sidecars (CaseOps data), else empty
 
 
 def tokenizer_vocab_size(path: Path) -> int:
     import sentencepiece as spm
 
-    return spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
+    # From bytes, not a path: sentencepiece cannot open a path that is not valid UTF-8.
+    return spm.SentencePieceProcessor(model_proto=Path(path).read_bytes()).get_piece_size()
 
 
 def prepare_data(data_cfg: DataConfig, progress: bool = True) -> DataPaths:
@@ -40,6 +43,7 @@ def prepare_data(data_cfg: DataConfig, progress: bool = True) -> DataPaths:
             min_corpus_bytes=data_cfg.min_corpus_bytes,
             val_fraction=data_cfg.val_fraction,
             shard_tokens=data_cfg.shard_tokens,
+            caseops=data_cfg.caseops,
         )
         root = build_embedded(options, out_dir=data_cfg.root or None, progress=progress)
         tokenizer = root / TOKENIZER_FILE
@@ -60,7 +64,9 @@ def prepare_data(data_cfg: DataConfig, progress: bool = True) -> DataPaths:
     if not tokenizer.is_file():
         raise FileNotFoundError(f"tokenizer {tokenizer} (data.tokenizer) does not exist; {hint}")
     train_files = sorted(root.glob(data_cfg.train_pattern))
-    val_files = sorted(root.glob(data_cfg.val_pattern))
+    # `val_*.bin` also matches the sidecars `val_bytes_*.bin`: they are byte counts, not tokens.
+    val_byte_files = sorted(root.glob(data_cfg.val_bytes_pattern)) if data_cfg.val_bytes_pattern else []
+    val_files = sorted(set(root.glob(data_cfg.val_pattern)) - set(val_byte_files))
     splits = (("train", train_files, "train_pattern"), ("validation", val_files, "val_pattern"))
     for split, files, key in splits:
         if not files:
@@ -84,4 +90,11 @@ def prepare_data(data_cfg: DataConfig, progress: bool = True) -> DataPaths:
         )
     for path in [*val_files, train_files[0]]:
         read_shard(path, vocab_size=data_cfg.vocab_size)
-    return DataPaths(train_files, val_files, tokenizer, data_cfg.vocab_size)
+    if data_cfg.caseops and not val_byte_files:
+        raise FileNotFoundError(
+            f"data.caseops is true but no byte sidecar matches {root / data_cfg.val_bytes_pattern} "
+            f"(data.val_bytes_pattern): CaseOps bpb is charged on the original bytes; {hint}"
+        )
+    if val_byte_files:
+        load_sidecar(val_byte_files, val_files)  # one per validation shard, one entry per token
+    return DataPaths(train_files, val_files, tokenizer, data_cfg.vocab_size, val_byte_files)

@@ -19,6 +19,7 @@ from crownq.data.byte_tables import ByteTables, bits_per_byte, target_byte_count
 from crownq.distributed import DistEnv
 from crownq.eval.result import EVAL_BUDGET_SECONDS, EvalResult
 from crownq.eval.windows import WindowPlan
+from crownq.progress import Progress
 
 PerTokenLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -95,7 +96,8 @@ def iter_batches(plan: WindowPlan, batch_seqs: int, pad: bool) -> Iterator[Windo
 @torch.no_grad()  # not inference_mode: tensors a model caches while scoring (RoPE tables) must stay
 # usable by autograd when score-first TTT trains the same model afterwards
 def score_windows(loss_fn: PerTokenLoss, val_tokens: torch.Tensor, tables: ByteTables,
-                  plan: WindowPlan, batch_seqs: int, runtime: EvalRuntime) -> torch.Tensor:
+                  plan: WindowPlan, batch_seqs: int, runtime: EvalRuntime,
+                  progress: Progress | None = None) -> torch.Tensor:
     """This rank's sums over `plan`: float64 [loss_nats, tokens, bytes] on the runtime device.
 
     `tables` must already be on the runtime device (ByteTables.to)."""
@@ -105,10 +107,16 @@ def score_windows(loss_fn: PerTokenLoss, val_tokens: torch.Tensor, tables: ByteT
         with runtime.autocast_context():
             nats = loss_fn(inputs, targets)
         mask = scored_mask(batch.score_lo, plan.seq_len, runtime.device)
-        nbytes = target_byte_counts(inputs, targets, tables)
+        positions = None
+        if tables.sidecar is not None:  # target column j of a window at s is stream position s + 1 + j
+            columns = torch.arange(1, plan.seq_len + 1, device=runtime.device)
+            positions = batch.starts.to(runtime.device)[:, None] + columns[None, :]
+        nbytes = target_byte_counts(inputs, targets, tables, positions)
         sums[0] += nats.double().masked_fill(~mask, 0.0).sum()
         sums[1] += mask.sum()
         sums[2] += nbytes.masked_fill(~mask, 0).sum()
+        if progress is not None:  # scored tokens from the host-side plan: no device sync per batch
+            progress.update(len(batch), int((plan.seq_len - batch.score_lo).clamp(min=0).sum()))
     return sums
 
 
@@ -152,8 +160,10 @@ def evaluate_plan(model: torch.nn.Module, val_tokens: torch.Tensor, tables: Byte
             local = plan.shard(dist_env.rank, dist_env.world_size)
             # One copy of the split on the device (int64: ~0.5 GB for FineWeb's 62M tokens) instead of a
             # host gather and transfer per batch.
-            sums = score_windows(loss_fn, val_tokens.to(runtime.device), tables.to(runtime.device), local,
-                                 batch_seqs, runtime)
+            with Progress(method, total=len(local), unit="windows", rate_unit="tokens",
+                          enabled=dist_env.is_main) as shown:
+                sums = score_windows(loss_fn, val_tokens.to(runtime.device), tables.to(runtime.device),
+                                     local, batch_seqs, runtime, shown)
             sums = all_reduce_sums(sums, dist_env)
     finally:
         model.train(was_training)

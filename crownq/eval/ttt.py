@@ -33,6 +33,7 @@ from crownq.eval.scoring import (
     scored_mask,
 )
 from crownq.eval.windows import WindowPlan, group_into_chunks, plan_sliding_windows
+from crownq.progress import Progress
 
 
 def training_plan(lo: int, hi: int, seq_len: int) -> WindowPlan:
@@ -118,6 +119,7 @@ def _score_then_train(model: torch.nn.Module, val_tokens: torch.Tensor, tables: 
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)
     stats = {"score_seconds": 0.0, "train_seconds": 0.0, "train_steps": 0}
+    shown = Progress("ttt", total=len(chunks), unit="chunks", rate_unit="tokens", enabled=dist_env.is_main)
     for index, (w_lo, w_hi) in enumerate(chunks):
         chunk = plan[w_lo:w_hi]
         with Stopwatch(runtime.device) as watch:
@@ -127,6 +129,7 @@ def _score_then_train(model: torch.nn.Module, val_tokens: torch.Tensor, tables: 
         stats["score_seconds"] += watch.seconds
         lo, hi = int(chunk.scored_lo[0]), int(chunk.scored_hi[-1])
         guard.record_scored(lo, hi)
+        shown.update(1, hi - lo)
         if index == len(chunks) - 1 or ttt.epochs == 0:
             continue
         for group in optimizer.param_groups:
@@ -136,6 +139,7 @@ def _score_then_train(model: torch.nn.Module, val_tokens: torch.Tensor, tables: 
             stats["train_steps"] += train_on_chunk(model, val_tokens, train_plan, guard, optimizer, params,
                                                    ttt, runtime, dist_env)
         stats["train_seconds"] += watch.seconds
+    shown.close()
     return sums, stats
 
 

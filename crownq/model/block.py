@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from crownq.config.arch import ArchConfig
 from crownq.model.attention_backend import causal_attention
+from crownq.model.gates import sparse_head_gate
 from crownq.model.layers import PartialRotary, QATLinear, rms_norm
+from crownq.model.varlen import DocLayout, doc_attention
 
 
 def remove_self_value_component(y: Tensor, v: Tensor) -> Tensor:
@@ -43,15 +45,24 @@ class Attention(nn.Module):
         # Learned per-head temperature: with q/k RMS-normalised, logits' scale is otherwise fixed.
         self.q_gain = (nn.Parameter(torch.full((cfg.num_heads,), float(cfg.qk_gain_init))) if cfg.q_gain
                        else None)
-        self.rotary = PartialRotary(cfg.rope_dims or self.head_dim, cfg.rope_base)
+        self.rotary = PartialRotary(cfg.rope_dims or self.head_dim, cfg.rope_base, cfg.rope_ref_len)
         self.use_xsa = layer_idx >= cfg.num_layers - cfg.xsa_last_n
         # Layer 0 is the source of the value residual, so only later layers own mixing weights.
-        self.v_mix = (nn.Parameter(torch.tensor([0.5, 0.5])) if cfg.value_residual and layer_idx > 0
-                      else None)
+        owns_mix = cfg.value_residual and layer_idx > 0
+        self.v_mix = nn.Parameter(torch.tensor(list(cfg.value_residual_init))) if owns_mix else None
         self.backend = cfg.attn_backend
+        # Frontier sparse output gate (spec 3.3): one sigmoid per head from the first attn_gate_window
+        # channels of the normalised input; zero init halves every head at step 0.
+        self.attn_gate_w = None
+        if cfg.attn_gate == "sparse":
+            init = torch.randn(cfg.num_heads, cfg.attn_gate_window) * cfg.attn_gate_init_std
+            self.attn_gate_w = nn.Parameter(init)
+        self.attn_gate_scale = cfg.attn_gate_scale
 
-    def forward(self, x: Tensor, v0: Tensor | None, v_embed: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Returns (output [B, T, model_dim], this layer's raw values [B, T, H_kv, D] before mixing)."""
+    def forward(self, x: Tensor, v0: Tensor | None, v_embed: Tensor | None,
+                layout: DocLayout | None = None) -> tuple[Tensor, Tensor]:
+        """Returns (output [B, T, model_dim], this layer's raw values [B, T, H_kv, D] before mixing).
+        With a DocLayout, attention stays inside each token's document (VarLen)."""
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim)
         k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim)
@@ -68,9 +79,11 @@ class Attention(nn.Module):
         q, k = self.rotary(q), self.rotary(k)
         if self.q_gain is not None:
             q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v, self.backend)
+        y = causal_attention(q, k, v, self.backend) if layout is None else doc_attention(q, k, v, layout)
         if self.use_xsa:
             y = remove_self_value_component(y, v)
+        if self.attn_gate_w is not None:
+            y = sparse_head_gate(y, x, self.attn_gate_w, self.attn_gate_scale)
         return self.out_proj(y.reshape(b, t, -1)), raw_v
 
 
@@ -101,12 +114,12 @@ class Block(nn.Module):
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d)))) if cfg.resid_mix else None
         self.norm_scale = 1.0 / math.sqrt(layer_idx + 1) if cfg.ln_scale else 1.0
 
-    def forward(self, x: Tensor, x0: Tensor, v0: Tensor | None, v_embed: Tensor | None
-                ) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, x0: Tensor, v0: Tensor | None, v_embed: Tensor | None,
+                layout: DocLayout | None = None) -> tuple[Tensor, Tensor]:
         if self.resid_mix is not None:
             mix = self.resid_mix.to(x.dtype)
             x = mix[0] * x + mix[1] * x0
-        attn_out, raw_v = self.attn(rms_norm(x) * self.norm_scale, v0, v_embed)
+        attn_out, raw_v = self.attn(rms_norm(x) * self.norm_scale, v0, v_embed, layout)
         x = x + self.attn_scale.to(x.dtype) * attn_out
         x = x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.norm_scale)
         return x, raw_v

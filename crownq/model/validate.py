@@ -9,6 +9,9 @@ from crownq.config.arch import ArchConfig
 
 MLP_ACTIVATIONS = ("leaky_relu2", "relu2")
 ATTN_BACKENDS = ("auto", "fa3", "fa2", "sdpa")
+CUDA_EMBEDDING_DTYPES = ("bf16", "fp32")
+FINAL_LANES = ("mean", "attn", "mlp")
+ATTN_GATES = ("none", "sparse")
 
 
 def _fail(field_name: str, value: Any, expected: str) -> None:
@@ -81,3 +84,54 @@ def validate_arch(cfg: ArchConfig) -> None:
         _fail("tied_embed_init_std", cfg.tied_embed_init_std, "a positive standard deviation")
     if cfg.attn_backend not in ATTN_BACKENDS:
         _fail("attn_backend", cfg.attn_backend, f"one of {ATTN_BACKENDS}")
+    if cfg.rope_ref_len < 0:
+        _fail("rope_ref_len", cfg.rope_ref_len, "0 (fixed RoPE base) or a positive reference length")
+    if len(cfg.value_residual_init) != 2:
+        _fail("value_residual_init", list(cfg.value_residual_init),
+              "two numbers: the initial weights of layer 0's values and of the layer's own values")
+    if cfg.orthogonal_min_dim < 1:
+        _fail("orthogonal_min_dim", cfg.orthogonal_min_dim, "a positive matrix side")
+    if cfg.cuda_embedding_dtype not in CUDA_EMBEDDING_DTYPES:
+        _fail("cuda_embedding_dtype", cfg.cuda_embedding_dtype, f"one of {CUDA_EMBEDDING_DTYPES}")
+    validate_frontier(cfg)
+
+
+def validate_frontier(cfg: ArchConfig) -> None:
+    """The frontier switches (docs/frontier.md): ranges and the relations between them."""
+    from crownq.model.recurrence import encoder_decoder
+
+    if cfg.num_loops < 0:
+        _fail("num_loops", cfg.num_loops, "0 (no depth recurrence) or a positive number of extra passes")
+    if cfg.num_loops and not 0 <= cfg.loop_start <= cfg.loop_end < cfg.num_layers:
+        _fail("loop_start", [cfg.loop_start, cfg.loop_end],
+              f"0 <= arch.loop_start <= arch.loop_end < arch.num_layers={cfg.num_layers}")
+    if not 0 <= cfg.loop_enable_at < 1:
+        _fail("loop_enable_at", cfg.loop_enable_at, "a training fraction in [0, 1)")
+    if cfg.parallel_final_lane not in FINAL_LANES:
+        _fail("parallel_final_lane", cfg.parallel_final_lane, f"one of {FINAL_LANES}")
+    if cfg.parallel_start_layer >= cfg.num_layers or cfg.parallel_start_layer < -1:
+        _fail("parallel_start_layer", cfg.parallel_start_layer,
+              f"-1 (off) or a layer index in [0, {cfg.num_layers - 1}]")
+    if cfg.parallel_start_layer >= 0:
+        for looping in (False, True):
+            enc, dec = encoder_decoder(cfg, looping)
+            first = next((j for j, i in enumerate(dec) if i >= cfg.parallel_start_layer), len(dec))
+            if any(i >= cfg.parallel_start_layer for i in enc) or any(
+                    i < cfg.parallel_start_layer for i in dec[first:]):
+                _fail("parallel_start_layer", cfg.parallel_start_layer,
+                      f"a layer after every encoder layer and after the looped layers (encoder {enc}, "
+                      f"decoder {dec} with looping {'on' if looping else 'off'})")
+    if cfg.smear_window < 0 or cfg.smear_window > cfg.model_dim:
+        _fail("smear_window", cfg.smear_window, f"0 (per-channel gate) or a window in [1, {cfg.model_dim}]")
+    if cfg.smear_window and not cfg.smear_gate:
+        _fail("smear_window", cfg.smear_window, "0 unless arch.smear_gate is true")
+    if not 0 <= cfg.bos_id < cfg.vocab_size:
+        _fail("bos_id", cfg.bos_id, f"a token id in [0, arch.vocab_size={cfg.vocab_size})")
+    if cfg.attn_gate not in ATTN_GATES:
+        _fail("attn_gate", cfg.attn_gate, f"one of {ATTN_GATES}")
+    if cfg.attn_gate != "none" and not 1 <= cfg.attn_gate_window <= cfg.model_dim:
+        _fail("attn_gate_window", cfg.attn_gate_window, f"a window in [1, arch.model_dim={cfg.model_dim}]")
+    if cfg.attn_gate_init_std < 0:
+        _fail("attn_gate_init_std", cfg.attn_gate_init_std, "a standard deviation >= 0")
+    if cfg.doc_max_len < 0:
+        _fail("doc_max_len", cfg.doc_max_len, "0 (no cut) or a positive segment length")

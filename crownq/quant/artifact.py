@@ -25,6 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from crownq.quant.artifact_checks import (
+    HeaderError,
+    check_expected_shapes,
+    check_raw_lengths,
+    check_structure,
+)
 from crownq.quant.codecs import CodecError, compress_sections, decompress
 
 MAGIC = b"CROWNQA\x00"
@@ -158,6 +164,10 @@ def _read_header(blob: bytes, where: str) -> tuple[dict, bytes]:
         raise ArtifactError(f"{where}: header is not valid compressed JSON: {exc}") from exc
     if not isinstance(header, dict) or not {"tensors", "sections", "payload_sha256"} <= header.keys():
         raise ArtifactError(f"{where}: header lacks tensors/sections/payload_sha256")
+    try:
+        check_structure(header)
+    except HeaderError as exc:
+        raise ArtifactError(f"{where}: {exc}") from exc
     payload = blob[PREFIX.size + hlen:]
     expected = sum(int(s["length"]) for s in header["sections"])
     if len(payload) != expected:
@@ -174,9 +184,19 @@ def _numel(shape: object, name: str, where: str) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
-def unpack(blob: bytes, where: str = "artifact") -> dict[str, Entry]:
-    """Parse and validate a container; every inconsistency raises ArtifactError naming the culprit."""
+def unpack(blob: bytes, where: str = "artifact",
+           expected_shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, Entry]:
+    """Parse and validate a container; every inconsistency raises ArtifactError naming the culprit.
+
+    Decoding is bounded: each section's declared raw length must be what its tensors need (with
+    `expected_shapes`, the tensors must be the model's) and the codecs stop at that length."""
     header, payload = _read_header(blob, where)
+    try:
+        if expected_shapes is not None:
+            check_expected_shapes(header, expected_shapes)
+        check_raw_lengths(header)
+    except HeaderError as exc:
+        raise ArtifactError(f"{where}: {exc}") from exc
     raw: dict[str, bytes] = {}
     for s in header["sections"]:
         data = payload[s["offset"]:s["offset"] + s["length"]]

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
+
+from crownq.progress import Progress
 
 
 @torch.no_grad()
@@ -54,12 +55,10 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
     was_training = model.training
     model.eval()
     try:
-        for batch in tqdm(batches, desc="calibration", total=total, disable=not progress, leave=False):
-            last["x"] = None
-            if isinstance(batch, tuple | list):
-                model(*batch)
-            else:
-                model.logits(batch) if hasattr(model, "logits") else model(batch)
+        with Progress("calibration", total=total, unit="batches", enabled=progress) as shown:
+            for batch in batches:
+                _run_batch(model, batch, last)
+                shown.update(1)
     finally:
         last["x"] = None
         for h in handles:
@@ -78,6 +77,14 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
             out[key] = h
         out[f"{name}.weight"] = out[key]
     return out
+
+
+def _run_batch(model: nn.Module, batch, last: dict[str, object]) -> None:
+    last["x"] = None
+    if isinstance(batch, tuple | list):
+        model(*batch)
+    else:
+        model.logits(batch) if hasattr(model, "logits") else model(batch)
 
 
 def share_hessians(hessians: dict[str, Tensor] | None, src: int = 0, device: torch.device | None = None

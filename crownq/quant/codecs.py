@@ -55,22 +55,57 @@ def compress(data: bytes, spec: dict) -> bytes:
     raise CodecError(f"unknown codec spec {spec!r} (expected codec in {CODECS})")
 
 
+def _lzma_bounded(data: bytes, spec: dict, limit: int) -> bytes:
+    dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_lzma_filters(spec))
+    return dec.decompress(data, max_length=limit)
+
+
+def _brotli_bounded(data: bytes, limit: int) -> bytes:
+    dec = brotli.Decompressor()
+    out = bytearray(dec.process(data, output_buffer_limit=limit))
+    while not dec.is_finished() and len(out) < limit:
+        more = dec.process(b"", output_buffer_limit=limit - len(out))
+        if not more:
+            break  # truncated input: the length check below names it
+        out += more
+    return bytes(out)
+
+
+def _zstd_bounded(data: bytes, limit: int) -> bytes:
+    # A streaming read: the frame's own content-size field is never trusted for an allocation.
+    reader = zstandard.ZstdDecompressor().stream_reader(data)
+    out = bytearray()
+    while len(out) < limit:
+        chunk = reader.read(min(limit - len(out), 1 << 20))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
 def decompress(data: bytes, spec: dict, raw_len: int) -> bytes:
-    """Decode a section and check it has the recorded length (a wrong length means a damaged file)."""
+    """Decode a section and check it has the recorded length (a wrong length means a damaged file).
+
+    Decoding is incremental and stops one byte past `raw_len`: a section that would decode to more
+    is refused without ever holding more than raw_len + 1 bytes (no decompression bomb)."""
     name = spec.get("codec")
+    limit = raw_len + 1
     try:
         if name == "lzma":
-            out = lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_lzma_filters(spec))
+            out = _lzma_bounded(data, spec, limit)
         elif name == "brotli":
-            out = brotli.decompress(data)
+            out = _brotli_bounded(data, limit)
         elif name == "zstd":
-            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=raw_len)
+            out = _zstd_bounded(data, limit)
         elif name == "rans":
             out = rans.decode(data, raw_len)
         else:
             raise CodecError(f"unknown codec spec {spec!r} (expected codec in {CODECS})")
     except (lzma.LZMAError, brotli.error, zstandard.ZstdError, ValueError, IndexError, struct.error) as exc:
         raise CodecError(f"{name} could not decode the section: {exc}") from exc
+    if len(out) > raw_len:
+        raise CodecError(f"{name} section decodes to more bytes than the header says {raw_len}; decoding "
+                         "stopped there (forged or damaged file)")
     if len(out) != raw_len:
         raise CodecError(f"{name} section decoded to {len(out)} bytes, header says {raw_len}")
     return out

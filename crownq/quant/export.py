@@ -19,12 +19,13 @@ from crownq.quant.artifact import (
 )
 from crownq.quant.codecs import compress_sections
 from crownq.quant.gptq import gptq_tensors
-from crownq.quant.prune import prune_to_fit
-from crownq.quant.rounding import rtn_clip_search
+from crownq.quant.prune import PRUNE_COSTS, prune_to_fit
+from crownq.quant.rounding import INT8_CLIPS, check_choice, percentile_per_row, rtn_clip_search
 
 log = logging.getLogger(__name__)
 METHODS = ("gptq", "rtn", "none")
-CONTROL_MAX_NUMEL = 4096  # 1-D tensors and matrices this small are control parameters: kept in fp32
+CONTROL_MAX_NUMEL = 4096  # 1-D tensors and matrices this small are control parameters (control_store)
+CONTROL_STORES = ("fp16", "fp32")
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
                torch.float64: "float64"}
 
@@ -49,6 +50,7 @@ def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> 
     """name -> (how, bits): how in gptq | rtn | fp16 | fp32. The single place storage is decided."""
     if cfg.method not in METHODS:
         raise ValueError(f"quantizer.method must be one of {METHODS}, got {cfg.method!r}")
+    check_choice("control_store", cfg.control_store, CONTROL_STORES)
     group_bits = {"attn": cfg.attn_bits, "mlp": cfg.mlp_bits, "embed": cfg.embed_bits,
                   "other": cfg.other_bits}
     plan: dict[str, tuple[str, int]] = {}
@@ -62,7 +64,9 @@ def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> 
         if group in ("attn", "mlp") and t.ndim == 2 and cfg.method != "none":
             plan[name] = (cfg.method, group_bits[group])
         elif t.ndim <= 1 or t.numel() <= CONTROL_MAX_NUMEL:
-            plan[name] = ("fp32", 32)  # control scalars/vectors (gains, mixes): tiny, precision-sensitive
+            # Control scalars/vectors (gains, mixes): the record stores them fp16 like every small
+            # tensor; control_store=fp32 keeps them exact (tiny, precision-sensitive).
+            plan[name] = ("fp32", 32) if cfg.control_store == "fp32" else ("fp16", 16)
         elif cfg.method == "none":
             plan[name] = ("fp16", 16)
         elif t.ndim == 2 and t.numel() > cfg.passthrough_max_numel:
@@ -80,9 +84,11 @@ def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
     if gptq_names and not hessians:
         raise ValueError("quantizer.method=gptq needs Hessians (crownq.quant.calibrate.collect_hessians); "
                          "got none")
+    check_choice("int8_clip", cfg.int8_clip, INT8_CLIPS)
     done = gptq_tensors({n: state_dict[n].detach() for n in gptq_names}, hessians or {},
                         {n: plan[n][1] for n in gptq_names}, quantiles, cfg.block_size, cfg.damp,
-                        cfg.act_order, _resolve_device(getattr(cfg, "device", "auto"))) if gptq_names else {}
+                        cfg.act_order, _resolve_device(getattr(cfg, "device", "auto")), cfg.scale_floor,
+                        cfg.clip_select) if gptq_names else {}
     entries: dict[str, Entry] = {}
     for name, t in state_dict.items():
         how, bits = plan[name]
@@ -91,7 +97,12 @@ def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
             q, scale = done[name]
             entries[name] = QuantTensor(q.contiguous(), scale, bits, dtype)
         elif how == "rtn":
-            q, scale = rtn_clip_search(t.detach().cpu(), bits, quantiles)
+            w = t.detach().cpu()
+            if groups.get(name) not in ("attn", "mlp") and cfg.int8_clip == "percentile":
+                # Embeddings / other large tensors: the record's fixed-percentile rule (int8 there).
+                q, scale = percentile_per_row(w, bits, cfg.int8_clip_quantile)
+            else:
+                q, scale = rtn_clip_search(w, bits, quantiles, cfg.scale_floor, cfg.clip_select)
             entries[name] = QuantTensor(q.contiguous(), scale, bits, dtype)
         else:
             entries[name] = RawTensor(t.detach().cpu().float(), how, dtype)
@@ -111,6 +122,7 @@ def compress_entries(entries: dict[str, Entry], cfg) -> tuple[bytes, dict[str, i
 def export_model(state_dict: dict[str, Tensor], groups: dict[str, str], hessians: dict[str, Tensor] | None,
                  quant_cfg, code_bytes: int) -> ExportResult:
     """Quantise, compress and (if configured) prune until code + model bytes fit the budget."""
+    check_choice("prune_cost", quant_cfg.prune_cost, PRUNE_COSTS)
     t0 = time.perf_counter()
     entries = quantize_state_dict(state_dict, groups, hessians, quant_cfg)
     t1 = time.perf_counter()
@@ -121,13 +133,17 @@ def export_model(state_dict: dict[str, Tensor], groups: dict[str, str], hessians
     pruned = 0
     if quant_cfg.prune and quant_cfg.method != "none" and len(blob) > target:
         prunable = {n: e for n, e in entries.items() if n in section_of and groups.get(n) in ("attn", "mlp")}
-        hdiag = {n: hessians[n].diagonal() if hessians and n in hessians else None for n in prunable}
+        # The record ranks +/-1 codes by scale[row]^2 alone; scale_hdiag also weighs the input's H[c, c].
+        use_h = quant_cfg.prune_cost == "scale_hdiag" and hessians
+        hdiag = {n: hessians[n].diagonal() if use_h and n in hessians else None for n in prunable}
         blob, report = prune_to_fit(prunable, hdiag, section_of,
                                     lambda: compress_entries(entries, quant_cfg)[:2], target, (blob, sizes))
         pruned = report.pruned
         seconds["prune"] = time.perf_counter() - t2
         log.info("pruned %d +/-1 codes in %d compression(s): %d bytes (target %d)",
                  pruned, report.compressions, len(blob), target)
+    elif quant_cfg.prune and quant_cfg.method != "none":
+        log.info("pruning not needed: %s bytes <= target %s", f"{len(blob):,}", f"{target:,}")
     seconds["total"] = time.perf_counter() - t0
     return ExportResult(blob, len(blob), code_bytes, len(blob) + code_bytes, pruned, seconds)
 
@@ -140,7 +156,7 @@ def load_artifact(blob_or_path, expected_shapes: dict[str, tuple[int, ...]] | No
     artifact holds exactly the model's tensors with the model's shapes.
     """
     blob, where = read_bytes(blob_or_path)
-    entries = unpack(blob, where)
+    entries = unpack(blob, where, expected_shapes)  # checked before decoding: bounds the decoded size
     out = {name: e.dequantize() for name, e in entries.items()}
     if expected_shapes is not None:
         missing = sorted(set(expected_shapes) - set(out))

@@ -22,12 +22,17 @@ def max_code(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
-def per_row_scale(w: Tensor, bits: int) -> Tensor:
-    """scale[r] = max|w[r, :]| / max_code(bits), shape [rows, 1] (fp32)."""
+def per_row_scale(w: Tensor, bits: int, floor: float = 0.0) -> Tensor:
+    """scale[r] = max(max|w[r, :]| / max_code(bits), floor), shape [rows, 1] (fp32).
+
+    The record floors every row's scale at 1/max_code (`quantizer.scale_floor: record`): rows whose
+    weights are all below 1 get a coarser grid than their own maximum asks for (fewer distinct codes,
+    fewer bytes after compression).
+    """
     if w.ndim != 2:
         raise ValueError(f"per-row quantisation needs a 2-D matrix, got shape {tuple(w.shape)}")
     row_max = w.detach().float().abs().amax(dim=1, keepdim=True)
-    return (row_max / max_code(bits)).clamp_min(_MIN_SCALE)
+    return (row_max / max_code(bits)).clamp_min(max(floor, _MIN_SCALE))
 
 
 def rtn_per_row(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
@@ -51,11 +56,14 @@ def soft_round(x: Tensor, temperature: float) -> Tensor:
     return floor + torch.sigmoid((x - floor - 0.5) / temperature)
 
 
-def make_fake_quant(bits: int, temperature: float | None = None) -> Callable[[Tensor], Tensor]:
-    """w -> fake-quantised w: forward value = RTN dequantisation of w (hard rounding, per row).
+def make_fake_quant(bits: int, temperature: float | None = None, floor: float = 0.0
+                    ) -> Callable[[Tensor], Tensor]:
+    """w -> fake-quantised w: forward value = RTN dequantisation of w (hard rounding, per row, the
+    row scale floored at `floor`).
 
-    temperature None or 0: straight-through gradient (d out / d w = 1).
-    temperature > 0: the gradient of the soft-round surrogate at that temperature.
+    temperature None or 0: straight-through gradient (d out / d w = 1): the record's gradient
+    (`quantizer.qat_gradient: ste`; its soft-round term is detached, so its temperature changes nothing).
+    temperature > 0: the gradient of the soft-round surrogate at that temperature (`soft_round`).
     The per-row scale is treated as a constant in the backward pass.
     """
     limit = max_code(bits)
@@ -63,7 +71,7 @@ def make_fake_quant(bits: int, temperature: float | None = None) -> Callable[[Te
         raise ValueError(f"soft-round temperature must be >= 0, got {temperature}")
 
     def fake_quant(w: Tensor) -> Tensor:
-        scale = per_row_scale(w, bits).to(w.dtype)
+        scale = per_row_scale(w, bits, floor).to(w.dtype)
         x = w / scale
         hard = torch.round(x).clamp(-limit, limit)
         if temperature:
@@ -75,6 +83,7 @@ def make_fake_quant(bits: int, temperature: float | None = None) -> Callable[[Te
 
     fake_quant.bits = bits  # type: ignore[attr-defined]
     fake_quant.temperature = temperature  # type: ignore[attr-defined]
+    fake_quant.floor = floor  # type: ignore[attr-defined]
     return fake_quant
 
 
@@ -93,7 +102,9 @@ def crownq_penalty(weights: Iterable[Tensor], divisor: float) -> Tensor:
             raise ValueError(f"CROWN-Q penalty needs 2-D matrices, got shape {tuple(w.shape)}")
         w32 = w.to(torch.promote_types(w.dtype, torch.float32))  # fp32 at least (bf16 weights)
         mean_sq = w32.square().mean(dim=1)
-        step = w32.abs().amax(dim=1) / divisor
+        # The record clamps row maxima at 1e-10 (only an all-zero row, e.g. a zero-initialised output
+        # projection, reaches it; its term is 0 either way).
+        step = w32.abs().amax(dim=1).clamp_min(1e-10) / divisor
         term = (mean_sq * step.square() / 12.0).sum()
         total = term if total is None else total + term
     if total is None:

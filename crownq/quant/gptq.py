@@ -1,10 +1,16 @@
 """GPTQ, vectorised: act-order, Cholesky of the inverse Hessian, lazy block updates, per-row clip search.
 
-Vectorisation (all results equal the plain column-by-column algorithm in crownq/quant/reference.py):
+Clip choice (`clip_select`, crownq/quant/rounding.py): `matrix_mse` (the record's) keeps ONE clip
+quantile per matrix, the one whose GPTQ result has the least plain squared error |W - Q s|^2 over the
+whole matrix; `row_hessian` lets each row keep its own, by the Hessian-weighted error. The clip
+quantiles are taken from the weights as given (dead input columns included, as the record does),
+before dead columns are zeroed.
+
+Vectorisation (all results equal the plain column-by-column algorithm, see tests/quant/test_gptq.py):
 - every clip candidate is run at once: GPTQ treats rows independently given the Hessian, so the C
-  candidate scalings of a matrix are just C times as many rows, and each row keeps the candidate
-  with the smallest Hessian-weighted error (which GPTQ yields for free: sum of squared errors
-  scaled by the Cholesky diagonal equals dW H dW^T);
+  candidate scalings of a matrix are just C times as many rows; the Hessian-weighted error comes
+  for free (sum of squared errors scaled by the Cholesky diagonal equals dW H dW^T), the plain one
+  from the codes at the end;
 - matrices with the same Hessian (q, k, v read the same input) are stacked along rows, and
   same-shaped problems of different layers are batched along a leading dimension (bmm);
 - the working matrix is kept transposed ([K, N]) so a column update touches contiguous memory, and
@@ -17,7 +23,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from crownq.quant.rounding import DEFAULT_CLIP_QUANTILES, candidate_scales, qmax_for_bits, quantize
+from crownq.progress import Progress
+from crownq.quant.rounding import (
+    CLIP_SELECTS,
+    DEFAULT_CLIP_QUANTILES,
+    candidate_scales,
+    check_choice,
+    qmax_for_bits,
+    quantize,
+    select_candidates,
+)
 
 INNER_BLOCK = 16
 MAX_DAMP_RETRIES = 6
@@ -27,7 +42,7 @@ MAX_DAMP_RETRIES = 6
 class GPTQResult:
     q: Tensor  # int8 [L, R, K]
     scale: Tensor  # fp32 [L, R]
-    error: Tensor  # [L, R] Hessian-weighted reconstruction error of the kept candidate
+    error: Tensor  # [L, R] Hessian-weighted reconstruction error (dW H dW^T) of the kept candidate
 
 
 def prepare_hessian(h: Tensor, damp: float) -> tuple[Tensor, Tensor]:
@@ -94,19 +109,26 @@ def _quantize_block(wt: Tensor, u: Tensor, scale: Tensor, qmax: int, q_out: Tens
 
 
 def gptq_batch(w: Tensor, h: Tensor, bits: int, quantiles: Sequence[float] = DEFAULT_CLIP_QUANTILES,
-               block_size: int = 128, damp: float = 0.01, act_order: bool = True) -> GPTQResult:
-    """GPTQ of L independent problems: weights w [L, R, K] with Hessians h [L, K, K] (X^T X of inputs)."""
+               block_size: int = 128, damp: float = 0.01, act_order: bool = True,
+               floor: str | float = "record", clip_select: str = "matrix_mse",
+               segments: Sequence[int] | None = None) -> GPTQResult:
+    """GPTQ of L independent problems: weights w [L, R, K] with Hessians h [L, K, K] (X^T X of inputs).
+
+    `segments`: row counts of the matrices stacked along R in every problem (for matrix_mse, each
+    matrix picks its own clip quantile); None = each problem is one matrix.
+    """
     if w.ndim != 3 or h.ndim != 3 or h.shape[0] != w.shape[0] or h.shape[1:] != (w.shape[2], w.shape[2]):
         raise ValueError(f"gptq_batch: weights {tuple(w.shape)} and Hessians {tuple(h.shape)} do not match "
                          "(expected [L, R, K] and [L, K, K])")
     if block_size < 1:
         raise ValueError(f"quantizer.block_size must be >= 1, got {block_size}")
+    check_choice("clip_select", clip_select, CLIP_SELECTS)
     dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
     n_layers, rows, k = w.shape
     qmax = qmax_for_bits(bits)
     h, dead = prepare_hessian(h.to(dtype), damp)
+    scales = candidate_scales(w.to(dtype), bits, quantiles, floor)  # [C, L, R], from the weights as given
     w = w.to(dtype).masked_fill(dead.unsqueeze(1), 0.0)
-    scales = candidate_scales(w, bits, quantiles)  # [C, L, R]
     n_cand = scales.shape[0]
     if act_order:
         perm = torch.argsort(h.diagonal(dim1=-2, dim2=-1), dim=-1, descending=True, stable=True)
@@ -114,16 +136,23 @@ def gptq_batch(w: Tensor, h: Tensor, bits: int, quantiles: Sequence[float] = DEF
         w = w[layer[:, None, None], torch.arange(rows, device=w.device)[None, :, None], perm[:, None, :]]
         h = h[layer[:, None, None], perm[:, :, None], perm[:, None, :]]
     u = inverse_cholesky_upper(h, damp)
+    w0t = w.transpose(1, 2)  # [L, K, R]: the target of the plain squared error
     # Candidates become extra rows: [L, K, C*R] (transposed, so each column is contiguous).
-    wt = w.transpose(1, 2).repeat(1, 1, n_cand).contiguous()
+    wt = w0t.repeat(1, 1, n_cand).contiguous()
     scale_flat = scales.permute(1, 0, 2).reshape(n_layers, n_cand * rows)
     q_t = torch.empty_like(wt)
     loss = torch.zeros(n_layers, n_cand * rows, dtype=dtype, device=w.device)
     for i1 in range(0, k, block_size):
         _quantize_block(wt, u, scale_flat, qmax, q_t, loss, i1, min(i1 + block_size, k), INNER_BLOCK)
     loss = loss.view(n_layers, n_cand, rows)
-    best = loss.argmin(1)  # [L, R]
     q_all = q_t.view(n_layers, k, n_cand, rows)
+    if clip_select == "matrix_mse":
+        recon = q_all * scales.permute(1, 0, 2).unsqueeze(1)  # [L, K, C, R]
+        err = (w0t.unsqueeze(2) - recon).square().sum(1)  # [L, C, R]
+        del recon
+    else:
+        err = loss
+    best = select_candidates(err, clip_select, segments)  # [L, R]
     q = torch.gather(q_all, 2, best.view(n_layers, 1, 1, rows).expand(-1, k, 1, -1)).squeeze(2)
     q = q.transpose(1, 2)  # [L, R, K] in act-order column order
     if act_order:
@@ -149,7 +178,8 @@ def _share_groups(names: list[str], hessians: dict[str, Tensor]) -> list[list[st
 
 def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: dict[str, int],
                  quantiles: Sequence[float] = DEFAULT_CLIP_QUANTILES, block_size: int = 128,
-                 damp: float = 0.01, act_order: bool = True, device: torch.device | str | None = None
+                 damp: float = 0.01, act_order: bool = True, device: torch.device | str | None = None,
+                 floor: str | float = "record", clip_select: str = "matrix_mse"
                  ) -> dict[str, tuple[Tensor, Tensor]]:
     """GPTQ of many named 2-D weights, batched. Returns name -> (q int8 [R, K], scale fp32 [R]) on CPU."""
     for name, w in weights.items():
@@ -162,23 +192,29 @@ def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: 
                              f"Hessian, got {tuple(h.shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     # Same Hessian and bit width -> one problem with the matrices' rows stacked.
-    problems: dict[tuple[int, int, int], list[list[str]]] = {}
+    problems: dict[tuple[int, tuple[int, ...], int], list[list[str]]] = {}
     by_bits: dict[int, list[str]] = {}
     for name in weights:
         by_bits.setdefault(bits[name], []).append(name)
     for b, names in by_bits.items():
         for group in _share_groups(names, hessians):
-            rows = sum(weights[n].shape[0] for n in group)
-            problems.setdefault((b, rows, weights[group[0]].shape[1]), []).append(group)
+            seg = tuple(weights[n].shape[0] for n in group)
+            problems.setdefault((b, seg, weights[group[0]].shape[1]), []).append(group)
     out: dict[str, tuple[Tensor, Tensor]] = {}
-    for (b, _rows, _k), groups in problems.items():
+    shown = Progress("gptq", total=len(weights), unit="matrices")  # export runs on rank 0 only
+    for (b, _seg, _k), groups in problems.items():
         w = torch.stack([torch.cat([weights[n].float() for n in g]) for g in groups]).to(device)
         h = torch.stack([hessians[g[0]].float() for g in groups]).to(device)
-        res = gptq_batch(w, h, b, quantiles, block_size, damp, act_order)
+        # Same-shaped problems are batched only when their matrices stack alike (matrix_mse picks
+        # one clip per matrix, so the row segments must be shared by every problem of the batch).
+        segments = [weights[n].shape[0] for n in groups[0]]
+        res = gptq_batch(w, h, b, quantiles, block_size, damp, act_order, floor, clip_select, segments)
         for li, g in enumerate(groups):
             r0 = 0
             for n in g:
                 r1 = r0 + weights[n].shape[0]
                 out[n] = (res.q[li, r0:r1].cpu(), res.scale[li, r0:r1].cpu())
                 r0 = r1
+        shown.update(sum(len(g) for g in groups))
+    shown.close()
     return out

@@ -1,8 +1,10 @@
 """Selective +/-1 pruning: zero the cheapest +/-1 codes until the compressed artifact fits its target.
 
 Cost of zeroing code q[r, c] = +/-1 is scale[r]^2 * H[c, c] (the loss increase GPTQ's quadratic model
-predicts for a one-step change; H = 1 where no Hessian is known). Values are pruned in ascending cost,
-always a prefix of that order, so the kept set is "everything costlier than a threshold".
+predicts for a one-step change; H = 1 where no Hessian is given). The record ranks by scale[r]^2 alone
+(`quantizer.prune_cost: scale`, export passes no Hessian diagonals); `scale_hdiag` passes them. Values
+are pruned in ascending cost (ties in tensor order, then row-major, as the record's stable sort), always
+a prefix of that order, so the kept set is "everything costlier than a threshold".
 
 Speed: instead of re-compressing at every bisection step, the compressed size of each section is
 modelled as ratio * (zeroth-order entropy of its tensors' codes), with the ratio calibrated by the
@@ -18,9 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from crownq.progress import Progress
 from crownq.quant.artifact import QuantTensor
 
 MAX_ROUNDS = 6
+PRUNE_COSTS = ("scale", "scale_hdiag")
 
 
 class PruneError(ValueError):
@@ -134,6 +138,7 @@ def prune_to_fit(tensors: dict[str, QuantTensor], hdiag: dict[str, Tensor | None
     model.calibrate(0, len(blob), sec_bytes)
     done, compressions = 0, 0
     flats = {n: tensors[n].q.view(-1) for n in cand.names}
+    shown = Progress("pruning", unit="compressions")  # each round re-compresses the whole artifact
     for _ in range(MAX_ROUNDS):
         # Aim a hair under the target: the size model is calibrated, not exact.
         k = max(model.smallest_k(target - 0.0002 * target, done), done + 1)
@@ -146,7 +151,9 @@ def prune_to_fit(tensors: dict[str, QuantTensor], hdiag: dict[str, Tensor | None
         done = k
         blob, sec_bytes = measure()
         compressions += 1
+        shown.update(1)
         if len(blob) <= target:
+            shown.close()
             return blob, PruneReport(done, len(blob), compressions, float(cand.cost[done - 1]))
         model.calibrate(done, len(blob), sec_bytes)
         if done == len(cand.cost):

@@ -73,6 +73,9 @@ def decode(blob: bytes, raw_len: int) -> bytes:
     n, lanes_n, n_blocks = struct.unpack_from("<IHH", blob)
     if n != raw_len or lanes_n == 0:
         raise ValueError(f"rans stream holds {n} symbols, expected {raw_len}")
+    if n_blocks != max(1, -(-n // (1 << BLOCK_LOG2))):  # each table costs 2^16 entries: bound them by n
+        raise ValueError(f"rans stream declares {n_blocks} frequency tables; {n} symbols need "
+                         f"{max(1, -(-n // (1 << BLOCK_LOG2)))}")
     pos = 8
     freq = np.zeros((n_blocks, 256), np.int64)
     for b in range(n_blocks):

@@ -30,6 +30,7 @@ def seed_row(run: dict[str, Any]) -> dict[str, Any]:
     row = {key: run.get(key) for key in SEED_COLUMNS}
     row["step_avg_ms"] = _step_avg_ms(run)
     row["run_dir"] = run.get("run_dir")
+    row["reused_from"] = run.get("reused_from")  # copied from an identical finished run (crownq/reuse.py)
     return row
 
 
@@ -60,7 +61,14 @@ def _finite(values: list[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def group_entry(group: Group, baseline_scores: list[float] | None, margin: float) -> dict[str, Any]:
+def _ok_values(runs: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(seeds, values) of the runs whose `key` is a finite number, in seed order."""
+    pairs = [(r.get("seed"), r.get(key)) for r in runs]
+    kept = [(s, float(v)) for s, v in pairs if v is not None and math.isfinite(float(v))]
+    return [s for s, _ in kept], [v for _, v in kept]
+
+
+def group_entry(group: Group, baseline: dict[str, Any] | None, margin: float) -> dict[str, Any]:
     ok = group.ok
     entry: dict[str, Any] = {
         "label": group.label,
@@ -79,36 +87,67 @@ def group_entry(group: Group, baseline_scores: list[float] | None, margin: float
     for key in SUMMARY_KEYS:
         s = summarize(_finite([r.get(key) for r in ok]))
         entry[key] = {"mean": s.mean, "std": s.std, "n": s.n}
-    if baseline_scores is not None and ok:
-        entry["vs_baseline"] = compare_to_baseline(_finite([r["val_loss"] for r in ok]), baseline_scores,
-                                                   margin)
+    if baseline is not None and ok:
+        seeds, losses = _ok_values(ok, "val_loss")
+        entry["vs_baseline"] = compare_to_baseline(
+            losses, baseline["val_loss"], margin,
+            candidate_seeds=seeds if baseline.get("seeds") else None, baseline_seeds=baseline.get("seeds"),
+            baseline_fixed=baseline.get("group") is None,
+            candidate_bpb=_ok_values(ok, "val_bpb")[1], baseline_bpb=baseline.get("val_bpb"))
     return entry
 
 
+def _wandb_group(runs: list[dict[str, Any]], source: str) -> str:
+    """The sweep's wandb group prefix `<sweep>-<date>` (crownq/tracking.py), from the runs' identity;
+    results written before runs recorded their sweep folder fall back to the report's folder."""
+    from crownq.tracking import sweep_group
+
+    for run in runs:
+        if run.get("sweep_dir"):
+            return sweep_group(run)
+    sweep = next((r.get("sweep") for r in runs if r.get("sweep")), "")
+    return sweep_group({"sweep": sweep, "sweep_dir": source})
+
+
 def build_report(sweep_dir: str | Path, baseline: str | None = None,
-                 baseline_scores: list[float] | None = None, margin: float = RECORD_MARGIN_NATS) -> dict:
-    """The report as a JSON-ready dict. `baseline` names a group (label or digest prefix) whose
-    per-seed val_loss is the baseline; `baseline_scores` gives the baseline val_loss values directly."""
-    if baseline is not None and baseline_scores is not None:
-        raise ValueError("give either --baseline GROUP or --baseline-scores, not both")
+                 baseline_scores: list[float] | None = None, margin: float = RECORD_MARGIN_NATS,
+                 baseline_bpb: list[float] | None = None) -> dict:
+    """The report of a sweep folder's result files as a JSON-ready dict (see report_from_runs)."""
     runs = collect_runs(sweep_dir)
+    return report_from_runs(runs, str(Path(sweep_dir).resolve()), baseline, baseline_scores, margin,
+                            baseline_bpb)
+
+
+def report_from_runs(runs: list[dict[str, Any]], source: str, baseline: str | None = None,
+                     baseline_scores: list[float] | None = None, margin: float = RECORD_MARGIN_NATS,
+                     baseline_bpb: list[float] | None = None) -> dict:
+    """The report of result dicts (from result.json files or wandb run summaries). `baseline` names a
+    group (label or digest prefix) whose per-seed scores are the baseline; `baseline_scores` gives the
+    baseline's per-seed val_loss (nats, the record rule) and `baseline_bpb` its per-seed val_bpb (the
+    leaderboard's one-sided Welch) directly, e.g. the previous record's."""
+    if baseline is not None and (baseline_scores is not None or baseline_bpb is not None):
+        raise ValueError("give either --baseline GROUP or --baseline-scores/--baseline-bpb, not both")
+    if baseline_bpb is not None and baseline_scores is None:
+        raise ValueError("--baseline-bpb needs --baseline-scores too (the record rule is judged in nats of "
+                         "val_loss; the bpb test is quoted beside it)")
     groups = group_runs(runs)
     baseline_info: dict[str, Any] | None = None
     if baseline is not None:
         base_group = find_group(groups, baseline)
-        scores = _finite([r["val_loss"] for r in base_group.ok])
-        baseline_info = {"group": base_group.label, "config_digest": base_group.digest, "val_loss": scores}
+        seeds, losses = _ok_values(base_group.ok, "val_loss")
+        baseline_info = {"group": base_group.label, "config_digest": base_group.digest, "val_loss": losses,
+                         "seeds": seeds, "val_bpb": _ok_values(base_group.ok, "val_bpb")[1]}
     elif baseline_scores is not None:
-        scores = [float(v) for v in baseline_scores]
-        baseline_info = {"group": None, "val_loss": scores}
-    else:
-        scores = None
+        baseline_info = {"group": None, "val_loss": [float(v) for v in baseline_scores]}
+        if baseline_bpb:
+            baseline_info["val_bpb"] = [float(v) for v in baseline_bpb]
     entries = []
     for group in groups:
         is_baseline = baseline_info is not None and group.digest == baseline_info.get("config_digest")
-        entries.append(group_entry(group, None if is_baseline else scores, margin))
+        entries.append(group_entry(group, None if is_baseline else baseline_info, margin))
     return {
-        "sweep_dir": str(Path(sweep_dir).resolve()),
+        "sweep_dir": source,
+        "wandb_group": _wandb_group(runs, source),
         "runs_total": len(runs),
         "runs_ok": sum(r.get("status") == "ok" for r in runs),
         "baseline": baseline_info,

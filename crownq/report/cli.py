@@ -1,4 +1,5 @@
-"""`crownq-report SWEEP_DIR [--baseline GROUP | --baseline-scores x,y,z] [--wandb]`."""
+"""`crownq-report SWEEP_DIR [--baseline GROUP | --baseline-scores x,y,z [--baseline-bpb a,b,c]] [--wandb]`,
+or `crownq-report --from-wandb ENTITY/PROJECT|FOLDER --group SWEEP-DATE` (from wandb run summaries)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crownq.report.build import build_report
+from crownq.report.build import build_report, report_from_runs
 from crownq.report.collect import REPORT_DIRNAME
 from crownq.report.plot import plot_groups
 from crownq.report.render import render_markdown
@@ -33,12 +34,20 @@ def _safe_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", label)[:100] or "group"
 
 
-def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, baseline: str | None = None,
+def write_report(sweep_dir: str | Path | None, out_dir: str | Path | None = None, baseline: str | None = None,
                  baseline_scores: list[float] | None = None, margin: float = RECORD_MARGIN_NATS,
-                 submission_meta: dict[str, str] | None = None) -> dict[str, Any]:
+                 submission_meta: dict[str, str] | None = None, baseline_bpb: list[float] | None = None,
+                 runs: list[dict[str, Any]] | None = None, source: str = "") -> dict[str, Any]:
     """Build the report and write report.md, report.json, val_bpb.png and one submission.json per
-    group under `out_dir` (default SWEEP_DIR/report). Returns the report dict."""
-    report = _json_safe(build_report(sweep_dir, baseline, baseline_scores, margin))
+    group under `out_dir` (default SWEEP_DIR/report). `runs` (e.g. from wandb, described by `source`)
+    replaces reading SWEEP_DIR. Returns the report dict."""
+    if runs is not None:
+        built = report_from_runs(runs, source, baseline, baseline_scores, margin, baseline_bpb)
+    else:
+        built = build_report(sweep_dir, baseline, baseline_scores, margin, baseline_bpb)
+    report = _json_safe(built)
+    if out_dir is None and sweep_dir is None:
+        raise ValueError("write_report: give out_dir when the runs do not come from a sweep folder")
     out = Path(out_dir) if out_dir else Path(sweep_dir) / REPORT_DIRNAME
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(report)
@@ -58,73 +67,76 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, basel
 
 def log_report_to_wandb(report: dict[str, Any], project: str = "crownq", mode: str = "offline",
                         entity: str | None = None) -> str:
-    """One aggregate wandb run holding the summary and per-seed tables; returns its folder."""
-    import wandb
+    """One `report` wandb run in the sweep's group (crownq/report/wandb_report.py); returns its folder."""
+    from crownq.report.wandb_report import log_report_run
 
-    summary_cols = ["group", "config_digest", "seeds", "val_bpb_mean", "val_bpb_std", "val_loss_mean",
-                    "val_loss_std", "artifact_bytes_mean", "verdict"]
-    seed_cols = ["group", "seed", "val_bpb", "val_loss", "artifact_bytes_total", "train_seconds",
-                 "eval_seconds", "steps"]
-    summary_rows, seed_rows = [], []
-    for g in report["groups"]:
-        verdict = (g.get("vs_baseline") or {}).get("verdict", "")
-        summary_rows.append([g["label"], g["config_digest"][:12], len(g["seeds_ok"]), g["val_bpb"]["mean"],
-                             g["val_bpb"]["std"], g["val_loss"]["mean"], g["val_loss"]["std"],
-                             g["artifact_bytes_total"]["mean"], verdict])
-        seed_rows += [[g["label"]] + [r[c] for c in seed_cols[1:]] for r in g["seed_rows"]]
-    sweep_name = Path(report["sweep_dir"]).name
-    run = wandb.init(project=project, entity=entity, mode=mode, job_type="report", group=sweep_name,
-                     name=f"report-{sweep_name}", dir=report["out_dir"],
-                     settings=wandb.Settings(x_disable_stats=True, console="off", silent=True),
-                     reinit="create_new")
-    try:
-        run.log({"summary": wandb.Table(columns=summary_cols, data=summary_rows),
-                 "per_seed": wandb.Table(columns=seed_cols, data=seed_rows)})
-        run.summary.update({"runs_ok": report["runs_ok"], "runs_total": report["runs_total"]})
-    finally:
-        run.finish()
-    return str(Path(run.dir).parent)
+    return log_report_run(report, report["wandb_group"], project=project, mode=mode, entity=entity)
 
 
 def _scores(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError as exc:
-        message = f"--baseline-scores must be numbers separated by commas, got {text!r}"
+        message = f"must be numbers separated by commas, got {text!r}"
         raise argparse.ArgumentTypeError(message) from exc
     if not values:
-        raise argparse.ArgumentTypeError("--baseline-scores needs at least one value")
+        raise argparse.ArgumentTypeError("needs at least one value")
     return values
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="crownq-report", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (or any folder of run folders)")
+    parser.add_argument("sweep_dir", type=Path, nargs="?",
+                        help="a multirun folder (or any folder of run folders); omit with --from-wandb")
     base = parser.add_mutually_exclusive_group()
     base.add_argument("--baseline", metavar="GROUP", help="group label or config-digest prefix")
     base.add_argument("--baseline-scores", type=_scores, metavar="x,y,z",
                       help="baseline val_loss values (nats); one value = one-sample test")
+    parser.add_argument("--baseline-bpb", type=_scores, metavar="a,b,c",
+                        help="the same baseline's per-seed val_bpb: adds the leaderboard's one-sided Welch")
     parser.add_argument("--margin", type=float, default=RECORD_MARGIN_NATS,
                         help="improvement required in nats (default: the record rule, 0.005)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default SWEEP_DIR/report)")
-    parser.add_argument("--wandb", action="store_true", help="also log an aggregate wandb run")
+    parser.add_argument("--from-wandb", metavar="ENTITY/PROJECT|FOLDER",
+                        help="rebuild the report from wandb run summaries: a project on the server or a "
+                             "local folder of offline runs")
+    parser.add_argument("--group", help="with --from-wandb: the sweep's wandb group <sweep>-<date> "
+                                        "(printed at the end of the sweep)")
+    parser.add_argument("--wandb", action="store_true", help="also log the report as a wandb `report` run")
     parser.add_argument("--wandb-mode", default="offline", choices=["offline", "online"])
     parser.add_argument("--wandb-project", default="crownq")
+    parser.add_argument("--wandb-entity", default=None)
     parser.add_argument("--author", default="")
     parser.add_argument("--github-id", default="")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.sweep_dir is None) == (args.from_wandb is None):
+        parser.error("give a sweep folder or --from-wandb ENTITY/PROJECT|FOLDER (one of them)")
+    if args.group and not args.from_wandb:
+        parser.error("--group goes with --from-wandb (a sweep folder is one sweep already)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    meta = {"author": args.author, "github_id": args.github_id}
     try:
-        report = write_report(args.sweep_dir, args.out, args.baseline, args.baseline_scores, args.margin,
-                              {"author": args.author, "github_id": args.github_id})
+        if args.from_wandb:
+            from crownq.report.wandb_source import runs_from_wandb
+
+            runs = runs_from_wandb(args.from_wandb, args.group)
+            out = args.out or Path(f"report-{args.group or 'wandb'}")
+            report = write_report(None, out, args.baseline, args.baseline_scores, args.margin, meta,
+                                  args.baseline_bpb, runs=runs, source=f"wandb:{args.from_wandb}"
+                                  + (f" group {args.group}" if args.group else ""))
+        else:
+            report = write_report(args.sweep_dir, args.out, args.baseline, args.baseline_scores, args.margin,
+                                  meta, args.baseline_bpb)
     except (FileNotFoundError, ValueError) as exc:
         print(f"crownq-report: {exc}", file=sys.stderr)
         return 2
     print(report["markdown"])
     print(f"\nreport written to {report['out_dir']}")
     if args.wandb:
-        print(f"wandb aggregate run: {log_report_to_wandb(report, args.wandb_project, args.wandb_mode)}")
+        folder = log_report_to_wandb(report, args.wandb_project, args.wandb_mode, args.wandb_entity)
+        print(f"wandb report run (group {report['wandb_group']}): {folder}")
     return 0

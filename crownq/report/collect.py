@@ -3,6 +3,12 @@
 A run folder is one with a `result.json` or a Hydra `.hydra/config.yaml`. A folder with the latter
 but no result (the job died before the pipeline started) is listed as missing; a result still saying
 `running` after the sweep means the process died hard; unreadable files are listed, not fatal.
+
+Two more rules keep the numbers honest:
+- a job the sweep planned (Hydra's `multirun.yaml`) that left no folder at all (the launching process
+  died before reaching it) is listed as missing, so a report never silently covers fewer seeds;
+- the same (configuration, seed) finished twice (e.g. a report over the parent of several sweeps) is
+  refused, naming both folders: counting a seed twice would inflate n and the tests.
 """
 
 from __future__ import annotations
@@ -66,10 +72,20 @@ def _from_hydra_folder(run_dir: Path) -> dict[str, Any]:
 
 
 def collect_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every run of the sweep as a result dict, plus `run_dir`; broken runs get a non-ok status."""
+    """Every run of the sweep as a result dict, plus `run_dir`; broken runs get a non-ok status, and
+    planned jobs that never started get status `missing`."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+    runs = _collect_folders(sweep_dir)
+    runs += never_started(sweep_dir, runs)
+    if not runs:
+        raise ValueError(f"{sweep_dir} holds no runs (no result.json or .hydra/config.yaml below it): give "
+                         "a sweep folder (multirun/...) or a run folder")
+    return runs
+
+
+def _collect_folders(sweep_dir: Path) -> list[dict[str, Any]]:
     runs = []
     for run_dir in _run_folders(sweep_dir):
         result_path = run_dir / RESULT_FILENAME
@@ -89,6 +105,72 @@ def collect_runs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     return runs
 
 
+def planned_jobs(sweep_dir: Path) -> list[dict[str, str]]:
+    """The jobs a Hydra sweep planned, as {override key: value} of the swept keys, in job order; [] when
+    the folder has no multirun.yaml (not a sweep folder, or a sweep with nothing swept)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    hydra_cfg = OmegaConf.load(path).get("hydra") or {}
+    params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
+    # The sweeper's params first, then the command line's overrides (which win for the same key).
+    task = list((hydra_cfg.get("overrides") or {}).get("task") or [])
+    texts = [f"{k}={v}" for k, v in params.items()] + task
+    swept: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(texts):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            swept[key] = list(override.sweep_string_iterator())
+        else:
+            swept.pop(key, None)
+    keys = list(swept)
+    if not keys:
+        return []
+    return [dict(zip(keys, values)) for values in itertools.product(*(swept[k] for k in keys))]
+
+
+def never_started(sweep_dir: Path, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A `missing` entry for each planned job that no collected run's overrides match."""
+    missing = []
+    for num, job in enumerate(planned_jobs(sweep_dir)):
+        wanted = {f"{k}={v}" for k, v in job.items()}
+        if any(wanted <= set(r.get("overrides") or []) for r in runs):
+            continue
+        seed = job.get("seed")
+        missing.append({
+            "status": "missing", "seed": int(seed) if seed and seed.isdigit() else seed,
+            "config_digest": "unknown", "overrides": sorted(wanted), "run_dir": f"(job #{num}, no folder)",
+            "error": f"planned in multirun.yaml ({' '.join(sorted(wanted))}) but never started: the sweep's "
+                     "process died before reaching it",
+        })
+    return missing
+
+
+def refuse_duplicates(runs: list[dict[str, Any]]) -> None:
+    """Two finished runs of one (configuration, seed) must never both enter a mean."""
+    seen: dict[tuple[str, Any], str] = {}
+    clashes = []
+    for run in runs:
+        if run.get("status") != "ok":
+            continue
+        key = (str(run.get("config_digest")), run.get("seed"))
+        where = str(run.get("run_dir") or run.get("name") or "?")
+        if key in seen:
+            clashes.append(f"config {key[0][:12]} seed {key[1]}: {seen[key]} and {where}")
+        else:
+            seen[key] = where
+    if clashes:
+        raise ValueError(f"{len(clashes)} (configuration, seed) pair(s) finished more than once, and "
+                         "counting both would inflate n and the tests:\n  " + "\n  ".join(clashes)
+                         + "\nReport one sweep folder at a time (not their parent), or move the duplicate "
+                         "run folders away")
+
+
 def _label_overrides(run: dict[str, Any]) -> list[str]:
     ignored = ("seed=", "logger", "hydra", "debug", "+debug", "sweep=", "ablation=")
     return [o for o in run.get("overrides", []) if not o.startswith(ignored)]
@@ -97,6 +179,7 @@ def _label_overrides(run: dict[str, Any]) -> list[str]:
 def group_runs(runs: list[dict[str, Any]]) -> list[Group]:
     """Group by config digest; label = the run's ablation, else the overrides that differ between
     groups (overrides shared by every group, such as the record config, say nothing)."""
+    refuse_duplicates(runs)
     groups: dict[str, Group] = {}
     for run in runs:
         digest = str(run.get("config_digest") or "unknown")

@@ -53,6 +53,41 @@ def _mean_std(stat: dict[str, Any], digits: int = 5) -> str:
     return f"{_fmt(stat['mean'], digits)} ± {_fmt(stat['std'], digits)}"
 
 
+def _p(test: dict[str, Any] | None) -> str:
+    return "-" if not test else f"t={test['t_statistic']:.2f}, p={test['p_value']:.3g}"
+
+
+def _seeds(n: int | None) -> str:
+    return "never" if n is None else str(n)
+
+
+def _baseline_section(tested: list[dict[str, Any]], margin: float) -> list[str]:
+    """Tests against the baseline, each labelled with what it assumes."""
+    lines = ["## Against the baseline (val_loss, nats)", "",
+             "Welch: two-sided test of equal means. Improvement: one-sided test that the group is "
+             f"better by at least {margin:g} nats (the record rule, p < 0.01). Paired: the same two tests "
+             "on per-seed differences over the seeds both ran (same seed = same init and data order). "
+             "Leaderboard p: one-sided Welch of per-seed val_bpb, no margin (what the leaderboard "
+             "quoted). Seeds needed: seeds per arm at which the observed gain and spread would reach "
+             f"p < 0.01, for the gain itself and for the gain minus {margin:g} nats (the record bar); "
+             "'never' = the gain is not there.", ""]
+    rows, more = [], []
+    for g in tested:
+        vs = g["vs_baseline"]
+        welch, imp = vs["welch"] or {}, vs["improvement_test"] or {}
+        needed = vs.get("seeds_needed") or {}
+        rows.append([g["label"], vs["improvement_nats"], welch.get("t_statistic"), welch.get("p_value"),
+                     imp.get("t_statistic"), imp.get("df"), imp.get("p_value"), vs["verdict"]])
+        more.append([g["label"], _p(vs.get("paired")), _p(vs.get("paired_improvement")),
+                     _p(vs.get("leaderboard")), _seeds(needed.get("p01")), _seeds(needed.get("record_bar")),
+                     _seeds(needed.get("paired_record_bar")) if vs.get("paired") else "-"])
+    lines += _table(["group", "gain", "Welch t", "Welch p", "improvement t", "df", "improvement p",
+                     "verdict"], rows) + [""]
+    lines += _table(["group", "paired", "paired improvement", "leaderboard p (bpb)", "seeds needed p<0.01",
+                     "seeds needed bar", "seeds needed bar (paired)"], more) + [""]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Sweep report: `{report['sweep_dir']}`", "",
              f"{report['runs_ok']} of {report['runs_total']} runs finished. Mean ± sample std over seeds; "
@@ -71,18 +106,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _table(header, rows) + [""]
     tested = [g for g in report["groups"] if g.get("vs_baseline")]
     if tested:
-        lines += ["## Against the baseline (val_loss, nats)", "",
-                  f"Welch: two-sided test of equal means. Improvement: one-sided test that the group is "
-                  f"better by at least {report['limits']['margin_nats']:g} nats (the record rule, p < 0.01).",
-                  ""]
-        rows = []
-        for g in tested:
-            vs = g["vs_baseline"]
-            welch, imp = vs["welch"] or {}, vs["improvement_test"] or {}
-            rows.append([g["label"], vs["improvement_nats"], welch.get("t_statistic"), welch.get("p_value"),
-                         imp.get("t_statistic"), imp.get("df"), imp.get("p_value"), vs["verdict"]])
-        lines += _table(["group", "gain", "Welch t", "Welch p", "improvement t", "df", "improvement p",
-                         "verdict"], rows) + [""]
+        lines += _baseline_section(tested, report["limits"]["margin_nats"])
     lines += ["## Per seed", ""]
     for g in report["groups"]:
         lines += [f"### {g['label']} (config `{g['config_digest'][:12]}`)", ""]
@@ -91,6 +115,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "val_bpb", "val_loss", "total bytes", "pruned", "eval s"]
             lines += _table(header, [[_seed_cell(k, r[k]) for k in SEED_COLUMNS] for r in g["seed_rows"]])
             lines += [""]
+            reused = [r for r in g["seed_rows"] if r.get("reused_from")]
+            lines += [f"Seed {r['seed']} reused from `{r['reused_from']}` (same config and code digest)."
+                      for r in reused] + ([""] if reused else [])
         else:
             lines += ["No finished seeds.", ""]
     failed = [(g["label"], f) for g in report["groups"] for f in g["failed"]]

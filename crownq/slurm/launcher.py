@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from crownq.slurm.failures import hard_failure_result
 from crownq.slurm.preemption import PreemptionGuard
 from crownq.slurm.snapshot import snapshot_python_command, take_snapshot
+from crownq.sweep_checks import record_returns, validate_jobs
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,11 @@ class CrownqSubmititLauncher(BaseSubmititLauncher):
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        # Every job's config is validated before anything is submitted (a bad cell costs no node time).
+        composed = validate_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx)
         configs, job_dirs = [], []
-        for offset, overrides in enumerate(job_overrides):
+        for offset, (overrides, sweep_config) in enumerate(zip(job_overrides, composed)):
             idx = initial_job_idx + offset
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(sweep_config.hydra):
                 # Absolute, so neither the job's working directory nor a later clock changes it.
                 sweep_config.hydra.sweep.dir = str(sweep_dir)
@@ -145,6 +147,7 @@ class CrownqSubmititLauncher(BaseSubmititLauncher):
                 ret = JobReturn(overrides=list(overrides), working_dir=str(job_dir), _return_value=result,
                                 status=JobStatus.COMPLETED, task_name=str(cfg.hydra.job.name))
             returns.append(ret)
+        record_returns(returns)  # a failed seed makes the sweep's exit status non-zero
         return returns
 
     def _executor_init(self, snapshot: Path | None) -> dict[str, Any]:

@@ -19,9 +19,12 @@ import torch
 from torch import nn
 
 from crownq.distributed import DistEnv
+from crownq.log import logger
+from crownq.model.recurrence import set_looping_for
 from crownq.train import schedule
 from crownq.train.averaging import WeightAverager
 from crownq.train.checkpoint import checkpoint_path
+from crownq.train.divergence import TrainingDiverged
 from crownq.train.optim import Optimizers, muon_momentum_at
 from crownq.train.result import TrainResult
 from crownq.train.resume import TrainState, load_train_state, save_train_state
@@ -60,14 +63,14 @@ class Trainer:
 
     def say(self, line: str) -> None:
         if self.dist_env.is_main:
-            print(f"[train] {line}", flush=True)
+            logger("train").info(line)
 
     def step(self, step: int, scale: float) -> torch.Tensor:
         """One optimizer step (all micro-steps); returns this rank's mean micro-step loss (detached)."""
         tcfg = self.tcfg
         self.opts.set_lr_scale(scale)
         self.opts.set_muon_momentum(muon_momentum_at(step, tcfg))
-        phase = qat_phase(scale, self.qcfg)
+        phase = qat_phase(scale, self.qcfg, self.phase)
         if phase != self.phase:  # only on change: a new fake_quant callable recompiles a compiled model
             set_fake_quant(self.model, phase, self.qcfg, self.qat_bits)
             if not self.priming:
@@ -81,7 +84,7 @@ class Trainer:
                 loss = self.forward(x, y)
             total += loss.detach().float()
             (loss / tcfg.grad_accum_steps).backward()
-        if crownq_active(scale, self.qcfg):
+        if crownq_active(scale, self.qcfg, qat_on=self.phase != "off"):
             # Once per step, not per micro-step: after the all-reduce mean every rank's copy counts once.
             crownq_term(self.model, self.qcfg).backward()
         all_reduce_gradients(self.opts.params, self.dist_env.world_size)
@@ -110,6 +113,8 @@ class Trainer:
         scales = [1.0] * max(n - 2, 0) + (late if q.qat else [1.0, 1.0])[-min(n, 2):]
         self.priming = True
         for i, scale in enumerate(scales):
+            # Depth recurrence: the second half primes the looped graph too (arch.loop_enable_at).
+            set_looping_for(self.model, 0.0 if i < n // 2 else 1.0)
             self.step(i, scale)
         self.priming = False
         self.sync()
@@ -122,12 +127,22 @@ class Trainer:
 
 
 def _print_log(metrics: dict) -> None:
-    print(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    logger("train").info(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in metrics.items()))
 
 
 def _debug(cfg: Any) -> dict:
     debug = cfg.get("debug") if hasattr(cfg, "get") else None
     return dict(debug or {})
+
+
+def _checkpoint_owner(cfg: Any) -> dict[str, Any] | None:
+    """Seed and training digest a checkpoint is stamped with (None for a config without a seed)."""
+    from crownq.results import training_digest
+
+    if not hasattr(cfg, "keys") or "seed" not in cfg:
+        return None
+    return {"seed": int(cfg.seed), "training_digest": training_digest(cfg)}
 
 
 def _check_batch(tcfg: Any, world_size: int) -> int:
@@ -156,14 +171,16 @@ def train_model(model: nn.Module, cfg: Any, dist_env: DistEnv, train_files: list
 
         loader = DistributedTokenLoader(train_files, dist_env.rank, dist_env.world_size, dist_env.device,
                                         vocab_size=cfg.data.vocab_size)
-    model.to(dist_env.device).train()
+    # GPT.place also applies the record's CUDA parameter dtypes (bf16 embedding tables).
+    (model.place(dist_env.device) if hasattr(model, "place") else model.to(dist_env.device)).train()
     trainer = Trainer(model, cfg, dist_env, loader, log)
     trainer.prime()
     averager = WeightAverager(model, cfg.averaging)
     state = TrainState()
     ckpt = checkpoint_path(ckpt_dir) if ckpt_dir is not None else None
+    owner = _checkpoint_owner(cfg)
     if ckpt is not None and ckpt.exists():
-        state = load_train_state(ckpt, model, trainer.opts, averager, loader, dist_env)
+        state = load_train_state(ckpt, model, trainer.opts, averager, loader, dist_env, owner)
         trainer.say(f"resumed from {ckpt} at step {state.step} ({state.elapsed:.1f}s of training done)")
 
     def val_now() -> tuple[float, float]:
@@ -176,9 +193,11 @@ def train_model(model: nn.Module, cfg: Any, dist_env: DistEnv, train_files: list
         if ckpt is None:
             return None
         t0 = time.perf_counter()
-        save_train_state(ckpt, state, model, trainer.opts, averager, loader, dist_env)
+        save_train_state(ckpt, state, model, trainer.opts, averager, loader, dist_env, owner)
         trainer.say(f"checkpoint ({reason}) at step {state.step}: {ckpt} in {time.perf_counter() - t0:.1f}s")
         return str(ckpt)
+
+    nonfinite: list[tuple[int, float]] = []  # (step, loss) of the first non-finite loss on this rank
 
     def one_step(scale: float) -> None:
         t0 = time.perf_counter()
@@ -186,6 +205,8 @@ def train_model(model: nn.Module, cfg: Any, dist_env: DistEnv, train_files: list
         state.step += 1
         averager.update(model, state.step, scale)
         trainer.sync()
+        if not nonfinite and not bool(torch.isfinite(loss)):  # after the sync: no extra device wait
+            nonfinite.append((state.step, float(loss)))
         state.elapsed += time.perf_counter() - t0
         val_due = tcfg.val_every > 0 and state.step % tcfg.val_every == 0
         log_due = state.step == 1 or state.step % max(tcfg.log_every, 1) == 0 or state.step == tcfg.iterations
@@ -201,12 +222,20 @@ def train_model(model: nn.Module, cfg: Any, dist_env: DistEnv, train_files: list
     t_loop = time.perf_counter()
     with StopSignalHandler():
         while True:
-            state.elapsed, stop = agree_across_ranks(state.elapsed, stop_requested() is not None, dist_env)
+            # A non-finite loss stops every rank at the same step (a rank leaving alone would hang the rest).
+            state.elapsed, stop = agree_across_ranks(state.elapsed, stop_requested() is not None or
+                                                     bool(nonfinite), dist_env)
+            if stop and agree_across_ranks(0.0, bool(nonfinite), dist_env)[1]:
+                step, value = nonfinite[0] if nonfinite else (state.step, float("nan"))
+                raise TrainingDiverged(step, value)
             if stop:
                 path = checkpoint(f"stop: {stop_requested() or 'another rank'}")
                 raise TrainingPreempted(state.step, path, stop_requested() or "another rank was signalled")
             if schedule.should_stop(state.step, state.elapsed, tcfg):
                 break
+            if set_looping_for(model, schedule.training_frac(state.step, state.elapsed, tcfg)):
+                trainer.say(f"step {state.step}: depth recurrence {'on' if model.looping_active else 'off'} "
+                            f"(arch.loop_enable_at {cfg.arch.loop_enable_at})")
             one_step(schedule.lr_scale(state.step, state.elapsed, tcfg))
             if tcfg.checkpoint_every > 0 and state.step % tcfg.checkpoint_every == 0:
                 checkpoint("periodic")
@@ -221,6 +250,9 @@ def train_model(model: nn.Module, cfg: Any, dist_env: DistEnv, train_files: list
         t0 = time.perf_counter()
         for _ in range(tcfg.burst_steps):
             one_step(tcfg.burst_lr_scale)
+            if agree_across_ranks(0.0, bool(nonfinite), dist_env)[1]:
+                step, value = nonfinite[0] if nonfinite else (state.step, float("nan"))
+                raise TrainingDiverged(step, value)
         state.burst_done = True
         trainer.say(f"stage burst: {tcfg.burst_steps} steps at lr_scale {tcfg.burst_lr_scale}, "
                     f"{time.perf_counter() - t0:.1f}s (counted in training time: {state.elapsed:.1f}s)")

@@ -47,10 +47,20 @@ class Optimizers:
         tied = not groups["head"]
         self.muon = Muon(groups["matrix"], lr=tcfg.matrix_lr, momentum=tcfg.muon_momentum_warmup_start,
                          backend_steps=tcfg.muon_backend_steps, weight_decay=tcfg.muon_weight_decay,
-                         rank=dist_env.rank, world_size=dist_env.world_size) if groups["matrix"] else None
+                         rank=dist_env.rank, world_size=dist_env.world_size,
+                         ns_dtype=tcfg.muon_ns_dtype,
+                         row_normalize=getattr(tcfg, "muon_row_normalize", False),
+                         ns_variant=getattr(tcfg, "muon_ns_coefficients", "quintic"),
+                         ) if groups["matrix"] else None
+        embed_wd = getattr(tcfg, "embed_weight_decay", -1.0)
+        if embed_wd != -1.0 and embed_wd < 0:
+            raise ValueError(f"train.embed_weight_decay={embed_wd!r}: expected -1 (= adam_weight_decay) "
+                             "or a decay >= 0")
         adam_groups = [
-            {"params": groups["embed"], "lr": tcfg.tied_embed_lr if tied else tcfg.embed_lr, "name": "embed"},
-            {"params": groups["head"], "lr": tcfg.head_lr, "name": "head"},
+            {"params": groups["embed"], "lr": tcfg.tied_embed_lr if tied else tcfg.embed_lr, "name": "embed",
+             "weight_decay": tcfg.adam_weight_decay if embed_wd == -1.0 else embed_wd},
+            # An untied head takes plain Adam in the record (no weight decay); tied presets have no head.
+            {"params": groups["head"], "lr": tcfg.head_lr, "name": "head", "weight_decay": 0.0},
             {"params": groups["scalar"], "lr": tcfg.scalar_lr, "name": "scalar"},
         ]
         adam_groups = [g for g in adam_groups if g["params"]]

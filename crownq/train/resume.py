@@ -32,13 +32,16 @@ def _gather(obj: Any, dist_env: DistEnv) -> list[Any]:
 
 
 def save_train_state(path: Path, state: TrainState, model: nn.Module, opts: Optimizers,
-                     averager: WeightAverager, loader: Any, dist_env: DistEnv) -> None:
+                     averager: WeightAverager, loader: Any, dist_env: DistEnv,
+                     owner: dict[str, Any] | None = None) -> None:
     """Collective: every rank must call it. Model, optimizer and averages are identical on all ranks
     (all-reduced gradients, replicated Muon state), so rank 0's copy is written; loader positions and
-    RNG states differ per rank and are gathered."""
+    RNG states differ per rank and are gathered. `owner` (seed, training digest) is stored so that only
+    the run it belongs to resumes it."""
     per_rank = _gather({"loader": loader.state_dict(), "rng": capture_rng_state()}, dist_env)
     if dist_env.is_main:
         save_checkpoint(path, {
+            **({"owner": dict(owner)} if owner else {}),
             "step": state.step, "elapsed": state.elapsed, "history": state.history,
             "burst_done": state.burst_done, "world_size": dist_env.world_size,
             "model": model.state_dict(), "optimizers": opts.state_dict(),
@@ -48,9 +51,29 @@ def save_train_state(path: Path, state: TrainState, model: nn.Module, opts: Opti
         dist.barrier()
 
 
+def check_owner(path: Path, stored: dict[str, Any] | None, owner: dict[str, Any] | None) -> None:
+    """Refuse a checkpoint of another run: resuming it would report its training as this run's.
+
+    Nothing is deleted: the message says how to start afresh and leaves the choice to the user."""
+    if owner is None:
+        return
+    stored = stored or {}
+    differs = [key for key in ("seed", "training_digest") if stored.get(key) != owner.get(key)]
+    if not differs:
+        return
+    def show(d: dict[str, Any]) -> str:
+        return f"seed {d.get('seed')}, training digest {str(d.get('training_digest'))[:12]}"
+    raise ValueError(
+        f"{path} belongs to another run ({show(stored)}); this run is {show(owner)} "
+        f"({' and '.join(differs)} differ{'s' if len(differs) == 1 else ''}). Refusing to resume it. To "
+        f"start afresh, run in a new folder (hydra.run.dir=...) or move {path.parent} away; crownq "
+        "deletes nothing")
+
+
 def load_train_state(path: Path, model: nn.Module, opts: Optimizers, averager: WeightAverager,
-                     loader: Any, dist_env: DistEnv) -> TrainState:
+                     loader: Any, dist_env: DistEnv, owner: dict[str, Any] | None = None) -> TrainState:
     ckpt = load_checkpoint(path, map_location=dist_env.device)
+    check_owner(path, ckpt.get("owner"), owner)
     if ckpt["world_size"] != dist_env.world_size:
         raise ValueError(f"{path} was written by {ckpt['world_size']} ranks; this run has "
                          f"{dist_env.world_size}. Resume with the same world size or delete the checkpoint.")

@@ -33,48 +33,76 @@ def all_reduce_gradients(params: list[nn.Parameter], world_size: int) -> None:
             g.copy_(reduced)
 
 
-def quantizable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return list(model.quantizable_linears())
+def qat_modules(model: nn.Module, qcfg: Any) -> list[tuple[str, nn.Module]]:
+    """The linears that late QAT and CROWN-Q act on (`quantizer.qat_coverage`; record: all_linears)."""
+    if hasattr(model, "qat_linears"):
+        return list(model.qat_linears(qcfg.qat_coverage))
+    return list(model.quantizable_linears())  # stand-in models of the tests have only this view
 
 
 def qat_bits_for(model: nn.Module, qcfg: Any) -> dict[str, int]:
-    """Per quantizable linear: the bit width export will use (attn_bits / mlp_bits by export group)."""
+    """Per QAT linear: the grid it trains against. Block linears use their export width (attn_bits /
+    mlp_bits); the side projections (BigramHash, value embeddings) the attention width, as the record's
+    single int6 grid does for every linear."""
     groups = model.export_groups() if hasattr(model, "export_groups") else {}
     bits = {}
-    for name, _ in quantizable_weights(model):
+    for name, _ in qat_modules(model, qcfg):
         group = groups.get(f"{name}.weight", "attn")
         bits[name] = int(qcfg.mlp_bits if group == "mlp" else qcfg.attn_bits)
     return bits
 
 
-def qat_phase(lr_scale: float, qcfg: Any) -> str:
-    """'off', 'ste' (hard rounding, straight-through gradient) or 'soft' (soft-round gradient)."""
-    if not qcfg.qat or lr_scale >= qcfg.qat_lr_scale_below:
+def qat_phase(lr_scale: float, qcfg: Any, previous: str = "off") -> str:
+    """'off', 'ste' (hard rounding, straight-through gradient) or 'soft' (soft-round gradient).
+
+    Late QAT switches on once the LR scale falls under qat_lr_scale_below and then stays on (as in the
+    record: a wallclock schedule's scale can wobble upwards by a hair). 'soft' only exists with
+    `qat_gradient: soft_round`; the record's gradient is straight-through throughout.
+    """
+    if not qcfg.qat:
         return "off"
-    return "soft" if lr_scale < qcfg.soft_round_lr_scale_below else "ste"
+    if previous == "off" and lr_scale >= qcfg.qat_lr_scale_below:
+        return "off"
+    if qcfg.qat_gradient == "soft_round" and lr_scale < qcfg.soft_round_lr_scale_below:
+        return "soft"
+    return "ste"
 
 
 def set_fake_quant(model: nn.Module, phase: str, qcfg: Any, bits: dict[str, int]) -> None:
+    from crownq.quant.rounding import scale_floor_value
+
     temperature = qcfg.soft_round_temperature if phase == "soft" else None
     cache: dict[int, Any] = {}
-    for name, module in quantizable_weights(model):
+    for name, module in qat_modules(model, qcfg):
         if phase == "off":
             module.fake_quant = None
             continue
         b = bits[name]
         if b not in cache:
-            cache[b] = make_fake_quant(b, temperature)
+            cache[b] = make_fake_quant(b, temperature, scale_floor_value(qcfg.scale_floor, b))
         module.fake_quant = cache[b]
 
 
-def crownq_active(lr_scale: float, qcfg: Any) -> bool:
+def crownq_active(lr_scale: float, qcfg: Any, qat_on: bool) -> bool:
+    """Whether the CROWN-Q term is added this step (`quantizer.crownq_window`).
+
+    qat (the record): while late QAT is on and the LR scale < 1; warmdown: whenever the LR scale < 1;
+    always: every step.
+    """
     if qcfg.crownq_lambda <= 0:
         return False
-    return lr_scale < 1.0 if qcfg.crownq_warmdown_only else True
+    window = qcfg.crownq_window
+    if window == "qat":
+        return qat_on and lr_scale < 1.0
+    if window == "warmdown":
+        return lr_scale < 1.0
+    if window == "always":
+        return True
+    raise ValueError(f"quantizer.crownq_window must be qat, warmdown or always, got {window!r}")
 
 
 def crownq_term(model: nn.Module, qcfg: Any) -> Tensor:
-    weights = [module.weight for _, module in quantizable_weights(model)]
+    weights = [module.weight for _, module in qat_modules(model, qcfg)]
     return qcfg.crownq_lambda * crownq_penalty(weights, qcfg.crownq_divisor)
 
 
@@ -113,7 +141,9 @@ def validate(model: nn.Module, val_tokens: Tensor, tables: Any, seq_len: int, ba
         if tables is not None:
             from crownq.data.byte_tables import target_byte_counts
 
-            sums[2] += target_byte_counts(x, y, tables).sum().double()
+            # Stream positions of the targets: byte sidecars (CaseOps data) are indexed by them.
+            positions = torch.arange(start * seq_len + 1, end * seq_len + 1, device=device).view(-1, seq_len)
+            sums[2] += target_byte_counts(x, y, tables, positions).sum().double()
     model.train(was_training)
     if dist_env.world_size > 1:
         dist.all_reduce(sums)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ from crownq.data.embedded import EmbeddedOptions, build_embedded
 @pytest.fixture(scope="session")
 def small_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_embedded(SMALL_OPTIONS, out_dir=tmp_path_factory.mktemp("small") / "data", progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_caseops_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small build with the CaseOps transform and the validation byte sidecar."""
+    return build_embedded(
+        replace(SMALL_OPTIONS, caseops=True),
+        out_dir=tmp_path_factory.mktemp("caseops") / "data",
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,12 @@
 import pytest
 import torch
 from eval_standin import bytes_by_rule, hand_made_tables, random_stream
+from oracles.sliding_reference import sliding_window_reference
 
 from crownq.config.arch import ArchConfig
 from crownq.config.eval import EvalConfig, TTTConfig
 from crownq.distributed import DistEnv
 from crownq.eval import roundtrip_eval, score_first_ttt, sliding_window_eval
-from crownq.eval.reference import sliding_window_reference
 from crownq.model import build_model
 
 VOCAB = 128

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 from eval_standin import StandInLM, bytes_by_rule, hand_made_tables, random_stream
+from oracles.sliding_reference import sliding_window_reference
 
 from crownq.data.byte_tables import bits_per_byte, target_byte_counts
 from crownq.distributed import DistEnv
 from crownq.eval import roundtrip_eval, sliding_window_eval
-from crownq.eval.reference import sliding_window_reference
 from crownq.eval.scoring import EvalRuntime, resolve_runtime, score_windows
 from crownq.eval.windows import plan_sliding_windows
 

@@ -75,12 +75,25 @@ def test_a_failing_seed_still_yields_the_report(tmp_path):
     # Seeds given on the command line take precedence over the sweep file's list.
     proc = launch("-m", "+sweeps=seeds", "seed=42,7", "+debug.fail_seed=42", "logger=none", *SMALL,
                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 1, proc.stderr[-2000:]  # a failed seed fails the sweep (issue 11)
     failed = read_result(sweep / "0_seed42" / "result.json")
     assert failed["status"] == "failed" and "debug.fail_seed=42" in failed["error"]
     assert read_result(sweep / "1_seed7" / "result.json")["status"] == "ok"
     markdown = (sweep / "report" / "report.md").read_text()
     assert "## Failed runs" in markdown and "debug.fail_seed=42: injected failure" in markdown
+
+
+def test_a_signal_stops_a_local_sweep_instead_of_starting_the_next_seed(tmp_path):
+    """SIGTERM/SIGUSR1 in a local multirun is the user or the machine ending the sweep: the job saves
+    its checkpoint and the launcher starts no further job (upstream's would record it and go on)."""
+    sweep = tmp_path / "sweep"
+    proc = launch("-m", "+sweeps=seeds", "seed=42,7", "+debug.signal_at_step=2", "logger=none", *SMALL,
+                  f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "sweep stopped by SIGUSR1 in job #0" in proc.stderr + proc.stdout
+    assert read_result(sweep / "0_seed42" / "result.json")["status"] == "interrupted"
+    assert (sweep / "0_seed42" / "checkpoints" / "train_state.pt").is_file()
+    assert not (sweep / "1_seed7").exists()
 
 
 def test_a_failing_single_run_exits_non_zero_with_a_failed_result(tmp_path):

@@ -34,7 +34,8 @@ def test_offline_run_records_config_curves_and_summary(tmp_path):
         log({"step": step, "train_loss": 5.0 - step / 10, "lr_scale": 1.0})
     tracker.finish({"status": "ok", "val_bpb": 2.5, "sliding_val_bpb": None, "traceback": "x"})
     logged = read_offline_run(_only_run_dir(tmp_path))
-    assert logged["run"]["group"] == "seeds" and logged["run"]["job_type"] == "ablation"
+    # Identity rules (group = sweep-date-cell, job_type = sweep) are tested in tests/tracking/.
+    assert logged["run"]["group"].startswith("seeds-") and logged["run"]["job_type"] == "seeds"
     assert logged["run"]["name"] == "default-seed42"
     assert logged["config"]["seed"] == 42 and logged["config"]["arch"]["name"] == cfg.arch.name
     assert [h["train_loss"] for h in logged["history"]] == [5.0, 4.0, 3.0]
@@ -44,12 +45,12 @@ def test_offline_run_records_config_curves_and_summary(tmp_path):
     assert logged["exit_code"] == 0
 
 
-def test_group_is_the_digest_without_a_sweep_and_failure_exit_code(tmp_path, default_cfg):
+def test_a_single_run_is_its_own_group_and_failure_exit_code(tmp_path, default_cfg):
     tracker = start_tracking(default_cfg, tmp_path, "fedcba9876543210ffff")
     tracker.finish({"status": "failed"}, failed=True)
     tracker.finish({"status": "failed"}, failed=True)  # a second finish is a no-op
     logged = read_offline_run(_only_run_dir(tmp_path))
-    assert logged["run"]["group"] == "fedcba987654"
+    assert logged["run"]["group"].startswith("single-") and logged["run"]["job_type"] == "single"
     assert logged["exit_code"] == 1
 
 

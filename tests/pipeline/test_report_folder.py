@@ -131,7 +131,9 @@ def test_wandb_aggregate_run_holds_the_tables(tmp_path, monkeypatch):
     report = write_report(record_sweep(tmp_path / "sweep"), baseline="record")
     run_dir = log_report_to_wandb(report, mode="offline")
     logged = read_offline_run(run_dir)
-    assert logged["run"]["job_type"] == "report" and logged["run"]["group"] == "sweep"
+    # The sweep's group prefix <sweep>-<date> (a folder without a date: a hash of its path).
+    assert logged["run"]["job_type"] == "report" and logged["run"]["group"] == report["wandb_group"]
+    assert report["wandb_group"].startswith("synthetic-")
     assert logged["summary"]["runs_ok"] == 6
     assert logged["summary"]["summary"]["_type"] == "table-file"
     assert logged["summary"]["per_seed"]["nrows"] == 6

@@ -6,7 +6,6 @@ from torch import nn
 
 from crownq.config.quantizer import QuantizerConfig
 from crownq.quant.artifact import QuantTensor, unpack
-from crownq.quant.budget import code_bytes, code_files
 from crownq.quant.calibrate import collect_hessians, share_hessians
 from crownq.quant.export import compress_entries, export_model, load_artifact
 from crownq.quant.prune import PruneError, prune_candidates, prune_to_fit
@@ -111,7 +110,11 @@ def test_export_and_load_roundtrip(method):
     res = export_model(sd, model.export_groups(), hs, cfg, code_bytes=123)
     assert res.total_bytes == res.model_bytes + 123 == len(res.blob) + 123 and res.pruned == 0
     out = load_artifact(res.blob, {k: v.shape for k, v in sd.items()})
-    assert torch.equal(out["gain"], sd["gain"])  # 1-D control tensors: fp32, exact
+    # 1-D control tensors: fp16 by default (the record's), exact with control_store=fp32.
+    assert torch.equal(out["gain"], sd["gain"].half().float())
+    exact = export_model(sd, model.export_groups(), hs, QuantizerConfig(
+        method=method, passthrough_max_numel=1000, lzma_preset=1, control_store="fp32"), code_bytes=0)
+    assert torch.equal(load_artifact(exact.blob)["gain"], sd["gain"])
     for name in ("q.weight", "emb.weight", "proj.weight"):
         err = (out[name] - sd[name]).abs().max().item()
         assert err < (1e-3 if method == "none" else 0.25), (name, err)
@@ -138,9 +141,35 @@ def test_export_prunes_to_budget_and_rejects_bad_config():
         export_model(model.state_dict(), model.export_groups(), None, QuantizerConfig(), 0)
 
 
-def test_code_bytes_counts_the_listed_files():
-    files = code_files()
-    assert any(p.name == "artifact.py" for p in files) and any(p.name == "codecs.py" for p in files)
-    assert any(p.name == "rans.py" for p in files)
-    assert not any(p.name in ("gptq.py", "prune.py") for p in files)  # export-only code is not shipped
-    assert code_bytes() == sum(p.stat().st_size for p in files) > 0
+
+
+@pytest.mark.parametrize("prune_cost", ["scale", "scale_hdiag"])
+def test_prune_cost_switch_orders_by_scale_or_scale_times_hdiag(prune_cost):
+    # scale (the record's): +/-1 codes go in ascending scale[row]^2, whatever the Hessian says;
+    # scale_hdiag: in ascending scale[row]^2 * H[col, col].
+    from crownq.quant.export import quantize_state_dict
+
+    torch.manual_seed(3)
+    model = TinyLM(d=64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.distributions.Laplace(0.0, 0.3).sample(p.shape))
+    hs = collect_hessians(model, [torch.randint(0, 64, (4, 16))], progress=False)
+    cfg = QuantizerConfig(passthrough_max_numel=1000, lzma_preset=1, headroom_bytes=0, prune_cost=prune_cost)
+    sd, groups = model.state_dict(), model.export_groups()
+    before = quantize_state_dict(sd, groups, hs, cfg)
+    cfg.budget_bytes = export_model(sd, groups, hs, cfg, 0).model_bytes - 400
+    after = unpack(export_model(sd, groups, hs, cfg, 0).blob)
+    pruned_cost, kept_cost = [], []
+    for name in ("q.weight", "k.weight", "fc.weight", "proj.weight"):
+        q0, q1, s = before[name].q, after[name].q, before[name].scale
+        cost = s.double()[:, None].square().expand_as(q0)
+        if prune_cost == "scale_hdiag":
+            cost = cost * hs[name].diagonal().double()[None, :]
+        pm1 = q0.abs() == 1
+        pruned_cost.append(cost[pm1 & (q1 == 0)])
+        kept_cost.append(cost[pm1 & (q1 != 0)])
+    pruned, kept = torch.cat(pruned_cost), torch.cat(kept_cost)
+    assert pruned.numel() > 0 and pruned.max() <= kept.min()
+    with pytest.raises(ValueError, match="quantizer.prune_cost must be one of"):
+        export_model(sd, groups, hs, QuantizerConfig(prune_cost="hessian"), 0)

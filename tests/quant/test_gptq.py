@@ -3,12 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from oracles.gptq_reference import plain_gptq
 
 from crownq.quant.gptq import gptq_batch, gptq_tensors, inverse_cholesky_upper
-from crownq.quant.reference import plain_gptq
 from crownq.quant.rounding import DEFAULT_CLIP_QUANTILES, row_quantiles, rtn_clip_search
 
 QS = list(DEFAULT_CLIP_QUANTILES)
+# The plain reference implements crownq's departures (2^-14 floor, per-row Hessian-weighted clip); the
+# record's rules are checked in tests/parity/test_parity_quant.py.
+CROWNQ = {"floor": "tiny", "clip_select": "row_hessian"}
 
 
 def _problem(rows: int, k: int, seed: int, dead: tuple[int, ...] = (), dtype=torch.float64):
@@ -25,7 +28,8 @@ def test_gptq_equals_plain_column_by_column(bits, act_order, block):
     # float64 on both sides: the blocked/batched order of operations then changes values by ~1e-15,
     # far from any rounding boundary, so the integers and scales must be identical.
     w, h = _problem(40, 96, seed=bits, dead=(3, 50))
-    res = gptq_batch(w[None], h[None], bits, QS, block_size=block, act_order=act_order)
+    w[:, [3, 50]] = 0.0  # the plain reference takes clip quantiles after zeroing dead columns
+    res = gptq_batch(w[None], h[None], bits, QS, block_size=block, act_order=act_order, **CROWNQ)
     q_ref, s_ref = plain_gptq(w, h, bits, QS, act_order=act_order)
     assert torch.equal(res.q[0], q_ref)
     assert torch.equal(res.scale[0].double(), s_ref)
@@ -36,7 +40,7 @@ def test_gptq_float32_matches_plain_within_rounding_ties():
     # Tolerance in fp32: a value within float rounding of a .5 boundary may round the other way, and
     # the changed error then feeds the row's later columns; we allow <= 0.5% of codes to differ, by 1.
     w, h = _problem(64, 128, seed=11)
-    res = gptq_batch(w[None].float(), h[None].float(), 6, QS, block_size=32)
+    res = gptq_batch(w[None].float(), h[None].float(), 6, QS, block_size=32, **CROWNQ)
     q_ref, s_ref = plain_gptq(w, h, 6, QS)
     diff = (res.q[0].int() - q_ref.int()).abs()
     assert diff.max() <= 1
@@ -88,7 +92,7 @@ def test_row_quantiles_match_numpy():
 
 def test_rtn_clip_search_keeps_each_rows_best_candidate():
     w = torch.distributions.Laplace(0.0, 0.3).sample((20, 200))
-    q, s = rtn_clip_search(w, 6, QS)
+    q, s = rtn_clip_search(w, 6, QS, **CROWNQ)
     for r in range(w.shape[0]):  # plain loop over rows and candidates
         best = None
         for quant in QS:
@@ -105,6 +109,6 @@ def test_rtn_clip_search_keeps_each_rows_best_candidate():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gptq_on_gpu_matches_plain():
     w, h = _problem(64, 256, seed=4, dead=(7,))
-    res = gptq_batch(w[None].cuda(), h[None].cuda(), 6, QS, block_size=64)
+    res = gptq_batch(w[None].cuda(), h[None].cuda(), 6, QS, block_size=64, **CROWNQ)
     q_ref, s_ref = plain_gptq(w, h, 6, QS)
     assert torch.equal(res.q[0].cpu(), q_ref) and torch.equal(res.scale[0].cpu().double(), s_ref)

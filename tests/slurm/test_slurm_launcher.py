@@ -26,7 +26,7 @@ def toy_command(sweep: Path, name: str, *overrides: str, root: Path = REPO) -> t
     env = {**os.environ, "CROWNQ_ROOT": str(root), "TOY_SWEEP_DIR": str(sweep), "PYTHONPATH": str(root),
            "HYDRA_FULL_ERROR": "1"}
     cmd = [sys.executable, str(root / "tests/slurm/toy_app.py"), "-m",
-           "hydra/launcher=slurm", f"hydra.launcher.name={name}", "hydra.launcher.timeout_min=5",
+           "hydra/launcher=crownq_slurm", f"hydra.launcher.name={name}", "hydra.launcher.timeout_min=5",
            *overrides]
     return cmd, env
 

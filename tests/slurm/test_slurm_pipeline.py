@@ -1,5 +1,6 @@
-"""`python launch.py -m ... hydra/launcher=slurm` against the real cluster: the full pipeline (data, train,
-export, eval, result.json, report) of the CPU default, shrunk to a few steps so each seed takes seconds.
+"""`python launch.py -m ... hydra/launcher=crownq_slurm` against the real cluster: the full pipeline
+(data, train, export, eval, result.json, report) of the CPU default, shrunk to a few steps so each seed
+takes seconds.
 
 Skipped, naming what is missing, until every pipeline stage exists.
 """
@@ -41,7 +42,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow,
 
 def launch_slurm(sweep: Path, name: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
-    cmd = [sys.executable, str(REPO / "launch.py"), "-m", "hydra/launcher=slurm",
+    cmd = [sys.executable, str(REPO / "launch.py"), "-m", "hydra/launcher=crownq_slurm",
            f"hydra.launcher.name={name}", "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}",
            *SMALL, *overrides]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
@@ -97,8 +98,9 @@ def test_preempted_run_resumes_to_the_uninterrupted_result(slurm_cluster, tmp_pa
     sweep = tmp_path / "sweep"
     name = f"crownq-preempt-{os.getpid()}"
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "launch.py"), "-m", "hydra/launcher=slurm", f"hydra.launcher.name={name}",
-         "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", *SMALL, "seed=5",
+        [sys.executable, str(REPO / "launch.py"), "-m", "hydra/launcher=crownq_slurm",
+         f"hydra.launcher.name={name}", "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", *SMALL,
+         "seed=5",
          "+debug.signal_at_step=2,99", "hydra.sweep.subdir=${hydra.job.num}"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

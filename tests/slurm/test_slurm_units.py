@@ -30,8 +30,9 @@ def launcher_node(option: str) -> dict:
     return node
 
 
-@pytest.mark.parametrize(("option", "schema"), [("slurm", CrownqSlurmConf), ("slurm_8xh100", CrownqSlurmConf),
-                                                ("submitit_local", CrownqLocalConf)])
+@pytest.mark.parametrize(("option", "schema"), [("crownq_slurm", CrownqSlurmConf),
+                                                ("crownq_slurm_8xh100", CrownqSlurmConf),
+                                                ("crownq_local", CrownqLocalConf)])
 def test_launcher_options_pass_their_schema(option, schema):
     node = launcher_node(option)
     checked = _checked_params(node, schema)
@@ -42,7 +43,7 @@ def test_launcher_options_pass_their_schema(option, schema):
 
 
 def test_slurm_8xh100_is_one_node_one_task_per_gpu_with_record_budget():
-    node = launcher_node("slurm_8xh100")
+    node = launcher_node("crownq_slurm_8xh100")
     assert (node["nodes"], node["tasks_per_node"], node["gpus_per_node"]) == (1, 8, 8)
     train_cap_s, eval_cap_s = 600, 600  # the record's limits; export/compile/data need margin on top
     assert node["timeout_min"] * 60 >= train_cap_s + eval_cap_s + 300

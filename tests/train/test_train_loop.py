@@ -133,7 +133,8 @@ def test_stop_requested_before_training_checkpoints_at_step_zero(data, tmp_path)
 
     request_stop("test: SLURM warning before training")
     with pytest.raises(TrainingPreempted, match="SLURM warning") as info:
-        train(micro_config(), data, tmp_path)
+        train(micro_config(iterations=2), data, tmp_path)
     assert info.value.step == 0 and checkpoint_path(tmp_path).exists()
-    resumed, _ = train(micro_config(iterations=2), data, tmp_path)  # the request was consumed
+    # Same config (a checkpoint resumes only its own run); the request was consumed.
+    resumed, _ = train(micro_config(iterations=2), data, tmp_path)
     assert resumed.steps == 2

@@ -27,9 +27,11 @@ def micro_config(**train_overrides) -> OmegaConf:
     train = dict(iterations=12, train_batch_tokens=8 * SEQ, seq_len=SEQ, warmdown_iters=8,
                  muon_momentum_warmup_steps=5, log_every=1, val_every=0, autocast="off", compile="off")
     train.update(train_overrides)
-    # QAT from lr_scale < 0.5, soft rounding under 0.25, SWA every 2 steps under 0.5: all late phases run.
+    # QAT from lr_scale < 0.5, soft rounding (the soft_round departure) under 0.25, SWA every 2 steps
+    # under 0.5: all late phases run.
     overrides = {"arch": MICRO_ARCH, "data": {"vocab_size": VOCAB}, "train": train,
-                 "quantizer": {"qat_lr_scale_below": 0.5, "soft_round_lr_scale_below": 0.25},
+                 "quantizer": {"qat_lr_scale_below": 0.5, "soft_round_lr_scale_below": 0.25,
+                               "qat_gradient": "soft_round"},
                  "averaging": {"swa_every": 2, "swa_lr_scale_below": 0.5}}
     return OmegaConf.merge(cfg, overrides)
 

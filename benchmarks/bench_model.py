@@ -1,7 +1,7 @@
 """Forward+backward speed of the model per arch option (model only: no optimizer, no data loading).
 
-    python -m crownq.model.bench                         # tiny and mid on this machine
-    python -m crownq.model.bench --archs tiny mid crownq_11l --batch 8 --seq 256 --steps 10
+    python benchmarks/bench_model.py                         # tiny and mid on this machine
+    python benchmarks/bench_model.py --archs tiny mid crownq_11l --batch 8 --seq 256 --steps 10
 
 Prints one table row per (arch, autocast) with params, ms/step and tokens/s. Timings on a shared
 machine are noisy: compare ratios measured in the same run.
@@ -17,15 +17,15 @@ from contextlib import nullcontext
 import torch
 from omegaconf import OmegaConf
 
-from crownq.describe import CONF_DIR
 from crownq.model import build_model
+from crownq.paths import conf_dir
 
 
 def load_arch_option(name: str, vocab_size: int = 1024):
     """conf/arch/<name>.yaml alone (the other groups do not matter for a model benchmark)."""
-    path = CONF_DIR / "arch" / f"{name}.yaml"
+    path = conf_dir() / "arch" / f"{name}.yaml"
     if not path.is_file():
-        options = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
+        options = sorted(p.stem for p in (conf_dir() / "arch").glob("*.yaml"))
         raise SystemExit(f"no arch option {name!r} ({path} missing); options: {options}")
     root = OmegaConf.merge({"data": {"vocab_size": vocab_size}}, {"arch": OmegaConf.load(path)})
     return root.arch

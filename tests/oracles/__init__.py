@@ -1,0 +1,1 @@
+"""Reference implementations the tests (and benchmarks) check crownq against; never shipped."""
