@@ -8,6 +8,11 @@ Builds crownq_11l (27,124,848 params), gives it trained-like weights (Laplace(0,
 activations; q/k/v share one, as calibration produces), then prints one table. Timings on a shared
 machine are noisy: compare the ratios printed by the same run.
 
+`--mode frontier [--archs crownq_11l,frontier_11l]`: the frontier's export path (docs/artifact.md
+"Frontier export") on each model with trained-like weights: GPTQ seconds (record quantile search vs
+SDClip, embedding GPTQ int7 included), bytes and seconds of each codec and of per-group compression
+on the same integers, LQER's Hessian-weighted error reduction per byte, and pruning needed to fit.
+
 `--mode floors`: the record's export (GPTQ int6 + int8, lzma-6, +/-1 pruning to 16,000,000 - code
 bytes - 50,000) under each `quantizer.scale_floor`, for trained-like weights and for the model's own
 init weights (what a few-step smoke run exports): artifact bytes before pruning, codes pruned, final.
@@ -33,7 +38,7 @@ from crownq.quant.prune import PruneError, prune_to_fit  # noqa: E402
 RECORD_CODE_BYTES = 95_390  # the record's train_gpt.py (../shared/notes/parameter-golf.md)
 
 
-def build_record_model():
+def build_record_model(arch: str = "crownq_11l"):
     from hydra import compose, initialize_config_dir
 
     from crownq.config import register_configs
@@ -41,9 +46,94 @@ def build_record_model():
 
     register_configs()
     conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
+    data = ["data=fineweb_sp8192"] if arch.startswith("frontier") else []  # the frontier's vocabulary
     with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):
-        cfg = compose("config", overrides=["arch=crownq_11l"])
+        cfg = compose("config", overrides=[f"arch={arch}", *data])
     return build_model(cfg.arch)
+
+
+def head_hessian(dim: int, seed: int = 1) -> torch.Tensor:
+    """The output head's input: RMS-normed correlated activations (the final norm's output)."""
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.eye(dim) + 0.3 * torch.randn(dim, dim, generator=g) / dim**0.5
+    x = torch.randn(4096, dim, generator=g) @ mix
+    x = x / x.square().mean(-1, keepdim=True).sqrt()
+    return x.T @ x / x.shape[0]
+
+
+def hessian_error(w: torch.Tensor, deq: torch.Tensor, h: torch.Tensor) -> float:
+    d = (w.float() - deq.float()).double()
+    return float(((d @ h.double()) * d).sum())
+
+
+def frontier_rows(arch: str, threads: int, code_bytes: int) -> None:
+    """One model: GPTQ time, codec bytes on the frontier's integers, LQER per byte, pruning needed."""
+    from crownq.quant.artifact import pack
+    from crownq.quant.prune import prune_to_fit
+
+    torch.manual_seed(0)
+    model = build_record_model(arch)
+    groups = model.export_groups()
+    sd = {k: torch.distributions.Laplace(0.0, 0.3).sample(v.shape) if v.ndim == 2 and v.numel() > 4096
+          else v.detach().clone() for k, v in model.state_dict().items()}
+    hessians = fake_hessians(model)
+    hessians["tok_emb.weight"] = head_hessian(sd["tok_emb.weight"].shape[1])
+    n_gptq = len(model.quantizable_linears()) + 1
+    print(f"\n### {arch}: {sum(p.numel() for p in model.parameters()):,} params, {n_gptq} GPTQ matrices "
+          f"(embedding {tuple(sd['tok_emb.weight'].shape)} included); torch threads "
+          f"{torch.get_num_threads()}")
+    base = dict(compress_threads=threads, embed_method="gptq", embed_bits=7, gate_int8=True, codec="brotli")
+    timing = []
+    for label, kw in (("record quantile search (5 candidates)", {}), ("SDClip", {"clip_select": "sdclip"})):
+        cfg = QuantizerConfig(**base, **kw)
+        t, c = time.perf_counter(), time.process_time()
+        entries = quantize_state_dict(sd, groups, hessians, cfg)
+        timing.append((label, time.perf_counter() - t, time.process_time() - c))
+    print("| GPTQ of all matrices (+ int8 gates) | wall s | CPU s |\n|---|---|---|")
+    for label, wall, cpu in timing:
+        print(f"| {label} | {wall:.1f} | {cpu:.1f} |")
+    # `entries`: the frontier's integers (SDClip GPTQ int6, int7 embedding, int8 gates), no LQER yet.
+    print("\n| codec on the same integers | artifact bytes | vs brotli-11 | wall s |\n|---|---|---|---|")
+    sizes = {}
+    for label, codec, grouping in (("lzma-6 (record)", "lzma", "sections"),
+                                   ("brotli-11", "brotli", "sections"),
+                                   ("byte-shuffle + brotli-11", "brotli_shuffle", "sections"),
+                                   ("rANS", "rans", "sections"),
+                                   ("per-group (brotli rest)", "brotli", "pergroup")):
+        t = time.perf_counter()
+        sizes[label] = len(pack(entries, codec=codec, threads=threads, grouping=grouping))
+        dt = time.perf_counter() - t
+        rel = 100 * (sizes[label] / sizes["brotli-11"] - 1) if "brotli-11" in sizes else float("nan")
+        print(f"| {label} | {sizes[label]:,} | {rel:+.2f}% | {dt:.1f} |", flush=True)
+    # LQER: Hessian-weighted error of the repaired tensors, before/after, and the bytes it costs.
+    cfg = QuantizerConfig(**base, clip_select="sdclip", lqer_rank=4, lqer_top_k=3, compressor="pergroup")
+    with_lqer = quantize_state_dict(sd, groups, hessians, cfg)
+    fixed = [n for n, e in with_lqer.items() if isinstance(e, QuantTensor) and e.lqer is not None]
+    before = sum(hessian_error(sd[n], entries[n].dequantize(), hessians[n]) for n in fixed)
+    after = sum(hessian_error(sd[n], with_lqer[n].dequantize(), hessians[n]) for n in fixed)
+    total = sum(hessian_error(sd[n], entries[n].dequantize(), hessians[n]) for n in hessians if n in entries)
+    cache: dict = {}
+    blob, sec, section_of = compress_entries(with_lqer, cfg, cache)
+    cost = len(blob) - sizes["per-group (brotli rest)"]
+    print(f"\nLQER rank 4 top 3 ({', '.join(fixed)}): Hessian-weighted error of those tensors "
+          f"{before:.4g} -> "
+          f"{after:.4g} ({100 * (after / before - 1):+.2f}%; all GPTQ tensors {total:.4g}), {cost:,} bytes, "
+          f"{(before - after) / max(cost, 1):.4g} error per byte")
+    target = cfg.budget_bytes - code_bytes - cfg.headroom_bytes
+    line = (f"full frontier export: {len(blob):,} B; target {target:,} (16,000,000 - code {code_bytes:,} "
+            "- headroom)")
+    if len(blob) <= target:
+        print(f"{line}: fits, no pruning needed", flush=True)
+        return
+    prunable = {n: e for n, e in with_lqer.items() if groups.get(n) in ("attn", "mlp")}
+    t = time.perf_counter()
+    try:
+        out, rep = prune_to_fit(prunable, {n: None for n in prunable}, section_of,
+                                lambda: compress_entries(with_lqer, cfg, cache)[:2], target, (blob, sec))
+        print(f"{line}: pruned {rep.pruned:,} +/-1 codes ({rep.compressions} compressions, "
+              f"{time.perf_counter() - t:.0f} s) -> {len(out):,} B", flush=True)
+    except PruneError as err:
+        print(f"{line}: does not fit by pruning ({err})")
 
 
 def fake_hessians(model, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -119,7 +209,8 @@ def floors_table(model, hessians: dict[str, torch.Tensor], weights: list[str], f
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=("codecs", "floors"), default="codecs")
+    ap.add_argument("--mode", choices=("codecs", "floors", "frontier"), default="codecs")
+    ap.add_argument("--archs", default="crownq_11l,frontier_11l", help="frontier mode: models")
     ap.add_argument("--weights", default="laplace,init", help="floors mode: laplace (trained-like), init")
     ap.add_argument("--floors", default="record,tiny", help="floors mode: quantizer.scale_floor values")
     ap.add_argument("--code-bytes", type=int, default=RECORD_CODE_BYTES, help="floors mode: for the target")
@@ -127,6 +218,10 @@ def main() -> None:
     ap.add_argument("--prune-codec", default="lzma")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
+    if args.mode == "frontier":
+        for arch in args.archs.split(","):
+            frontier_rows(arch, args.threads, args.code_bytes)
+        return
     torch.manual_seed(0)
     model = build_record_model()
     n_params = sum(p.numel() for p in model.parameters())

@@ -274,7 +274,7 @@ def _collect_hessians(model: torch.nn.Module, cfg: DictConfig, train_files: list
                          "'self_generated'")
     # GPTQ applies quantizer.damp itself, so the Hessians are collected undamped.
     return collect_hessians(model, batches, damp=0.0, progress=dist_env.is_main,
-                            total=qcfg.calibration_batches)
+                            total=qcfg.calibration_batches, head=qcfg.embed_method == "gptq")
 
 
 def _training_calibration_batches(cfg: DictConfig, train_files: list[Path], dist_env: DistEnv):

@@ -25,16 +25,19 @@ EXPECTED_OPTIONS = {
                  "no_side_tables", "polar_express", "qgain5", "record", "skip_gates", "smear_bos", "xsa_all"],
     "departure": ["clip_row_hessian", "crownq_warmdown", "ema_no_warmup", "qat_blocks_only", "qat_soft_round",
                   "record", "rope_fixed_base", "scale_floor_tiny", "value_residual_half"],
-    "eval": ["roundtrip", "sliding128", "sliding256", "sliding32", "sliding64", "ttt_score_first"],
+    "eval": ["lora_ttt", "phased_ttt", "roundtrip", "sliding128", "sliding256", "sliding32", "sliding64",
+             "ttt_score_first"],
     "logger": ["none", "wandb_offline", "wandb_online"],
-    "quantizer": ["gptq_int5", "gptq_int6", "none", "rtn_int6"],
+    "quantizer": ["frontier", "frontier_embed_gptq", "frontier_gate_int8", "frontier_lqer",
+                  "frontier_pergroup", "frontier_sdclip", "frontier_shuffle", "gptq_int5", "gptq_int6",
+                  "none", "rtn_int6"],
     "train": ["cpu_mid", "cpu_tiny", "frontier_8xh100", "record_8xh100"],
     "hydra/launcher": ["crownq_local", "crownq_slurm", "crownq_slurm_8xh100", "local"],
     "hydra/job_logging": ["crownq"],
     "preset": ["smoke"],
 }
 EXPECTED_SWEEPS = ["ablate_averaging", "ablate_crownq", "ablate_departures", "ablate_eval_stride",
-                   "ablate_frontier_model",
+                   "ablate_frontier_model", "ablate_frontier_quant",
                    "ablate_quantizer", "seeds"]
 
 

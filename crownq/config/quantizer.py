@@ -37,7 +37,9 @@ class QuantizerConfig:
     clip_quantiles: list[float] = field(default_factory=lambda: [0.999, 0.9995, 0.9999, 0.99999, 1.0])
     # Record values first; the alternatives are departures (docs/departures.md, crownq/quant/rounding.py).
     scale_floor: str = "record"  # record: row scale >= 1/qmax (1/31 int6) | tiny: >= 2^-14 | a number
-    clip_select: str = "matrix_mse"  # matrix_mse: one clip quantile per matrix | row_hessian: per row
+    # matrix_mse: one clip quantile per matrix | row_hessian: per row | sdclip: scale k x std(row) / qmax
+    # with k per group (sdclip_k_*) | sdclip_hessian: the same widened by row importance (sdclip_lambda)
+    clip_select: str = "matrix_mse"
     int8_clip: str = "percentile"  # percentile: the record's fixed per-row clip | search: as int6
     int8_clip_quantile: float = 0.9999984  # the record's 99.99984th percentile (int8_clip=percentile)
     control_store: str = "fp16"  # 1-D / <= 4096-value tensors: fp16 (record) | fp32 (exact)
@@ -58,7 +60,21 @@ class QuantizerConfig:
     # records ship; ~70 KB for the record configuration, under the record's own 95,390 raw bytes) |
     # raw (the file as rendered, ~349 KB: crownq's closure is larger than the record's one script).
     code_bytes_mode: str = "compressed"
-    codec: str = "lzma"  # lzma | brotli | zstd | rans (own entropy coder) | best
+    # --- frontier export switches (../shared/notes/frontier.md 5, docs/artifact.md); all off by default ---
+    sdclip_k_attn: float = 13.0  # SDClip k of attention matrices (clip_select sdclip*)
+    sdclip_k_mlp: float = 11.5
+    sdclip_k_embed: float = 14.0  # also the k of the embedding's GPTQ (embed_method gptq)
+    sdclip_k_other: float = 12.85
+    sdclip_lambda: float = 0.175  # sdclip_hessian: weight of row importance
+    # Large embedding tables: rtn (the record: int8 round-to-nearest, int8_clip) | gptq (GPTQ at
+    # embed_bits with the Hessian of the output head's inputs; tied embeddings: tok_emb.weight).
+    embed_method: str = "rtn"
+    gate_int8: bool = False  # *.attn_gate_w with 32..8192 values: int8 per row (max|row|/127) instead of fp16
+    lqer_rank: int = 0  # LQER: 0 = off; r > 0 = rank-r repair of the lqer_top_k worst tensors
+    lqer_top_k: int = 3
+    lqer_group: int = 64  # B's int4 scale group (asymmetric packing)
+    compressor: str = "sections"  # sections: by bit width | pergroup: by role, rows reordered, transposed
+    codec: str = "lzma"  # lzma | brotli | zstd | rans (own entropy coder) | brotli_shuffle | best
     lzma_preset: int = 6
     compress_threads: int = 2  # integer sections are split in this many chunks, compressed in parallel
     device: str = "auto"  # where GPTQ runs: auto (cuda when present) | cpu | cuda

@@ -111,7 +111,7 @@ AUTOCAST = OneOf("auto", "bf16", "off")
 COMPILE = OneOf("auto", "on", "off")
 BITS = Range(2, 8)  # the artifact stores codes as int8 bytes (crownq/quant/artifact.py reads 2..8)
 # Equal to crownq.quant.codecs.CODEC_CHOICES (a test checks it); not imported so no codec loads here.
-CODECS = ("lzma", "brotli", "zstd", "rans", "best")
+CODECS = ("lzma", "brotli", "zstd", "rans", "brotli_shuffle", "best")
 
 RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "seed": Range(0, 2**32 - 1),  # numpy's seed range
@@ -213,7 +213,17 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "quantizer.qat_gradient": OneOf("ste", "soft_round"),
     "quantizer.crownq_window": OneOf("qat", "warmdown", "always"),
     "quantizer.scale_floor": NameOrPositive(("record", "tiny")),
-    "quantizer.clip_select": OneOf("matrix_mse", "row_hessian"),
+    "quantizer.clip_select": OneOf("matrix_mse", "row_hessian", "sdclip", "sdclip_hessian"),
+    "quantizer.sdclip_k_attn": POSITIVE,
+    "quantizer.sdclip_k_mlp": POSITIVE,
+    "quantizer.sdclip_k_embed": POSITIVE,
+    "quantizer.sdclip_k_other": POSITIVE,
+    "quantizer.sdclip_lambda": FRACTION,
+    "quantizer.embed_method": OneOf("rtn", "gptq"),
+    "quantizer.lqer_rank": AT_LEAST_0,
+    "quantizer.lqer_top_k": AT_LEAST_0,
+    "quantizer.lqer_group": AT_LEAST_1,
+    "quantizer.compressor": OneOf("sections", "pergroup"),
     "quantizer.int8_clip": OneOf("percentile", "search"),
     "quantizer.int8_clip_quantile": Range(0, 1, lo_open=True),
     "quantizer.control_store": OneOf("fp16", "fp32"),
@@ -262,6 +272,24 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "eval.ttt.frozen_blocks": AT_LEAST_0,
     "eval.ttt.grad_clip_norm": AT_LEAST_0,
     "eval.ttt.batch_seqs": AT_LEAST_1,
+    "eval.lora_ttt.batch_docs": AT_LEAST_1,
+    "eval.lora_ttt.chunk": AT_LEAST_1,
+    "eval.lora_ttt.window": AT_LEAST_1,
+    "eval.lora_ttt.rank": AT_LEAST_1,
+    "eval.lora_ttt.alpha": POSITIVE,
+    "eval.lora_ttt.lr": AT_LEAST_0,
+    "eval.lora_ttt.beta1": Range(0, 1, hi_open=True),
+    "eval.lora_ttt.beta2": Range(0, 1, hi_open=True),
+    "eval.lora_ttt.eps": POSITIVE,
+    "eval.lora_ttt.weight_decay": AT_LEAST_0,
+    "eval.lora_ttt.seed": Range(0, 2**31 - 1),
+    "eval.phased_ttt.prefix_docs": AT_LEAST_1,
+    "eval.phased_ttt.phases": AT_LEAST_1,
+    "eval.phased_ttt.lr": AT_LEAST_0,
+    "eval.phased_ttt.momentum": FRACTION,
+    "eval.phased_ttt.chunk_tokens": AT_LEAST_1,
+    "eval.phased_ttt.seq_len": AT_LEAST_1,
+    "eval.phased_ttt.grad_clip_norm": AT_LEAST_0,
     # --- logger ---
     "logger.name": FREE,
     "logger.mode": OneOf("offline", "online", "disabled"),

@@ -13,6 +13,13 @@ tensor with that bit width as plain int8 bytes, row-major, tensors back to back 
 that compress in parallel); `scales` holds the per-row fp16 scales and `fp16`/`fp32` the pass-through
 tensors, each byte-shuffled (all first bytes, then all second bytes, ...). Loading parses JSON and
 copies bytes: nothing in the file is ever executed or unpickled.
+
+Frontier additions (each only present when its switch is on, docs/artifact.md):
+- `grouping="pergroup"` (crownq/quant/pergroup.py): codes of role groups go to `grp.<role>` sections,
+  written transposed (`"transposed": true`), hot groups row-reordered with the uint16 permutation in the
+  `perm` section (`perm_offset`);
+- LQER factors (crownq/quant/lqer.py): a tensor's `lqer` entry points at its int8 factor codes in the
+  `lqer` section (A then B) and at its fp16 factor scales in `scales` (sA then sB).
 """
 
 import hashlib
@@ -32,6 +39,8 @@ from crownq.quant.artifact_checks import (
     check_structure,
 )
 from crownq.quant.codecs import CodecError, compress_sections, decompress
+from crownq.quant.lqer import CODE_RANGES, LQERFactors
+from crownq.quant.pergroup import HOT_ROLES, check_permutation, decode_matrix, encode_matrix, role_of
 
 MAGIC = b"CROWNQA\x00"
 FORMAT_VERSION = 1
@@ -52,9 +61,13 @@ class QuantTensor:
     scale: Tensor  # [R]; stored as fp16 (quantisers already choose fp16-exact scales)
     bits: int
     dtype: str = "float32"  # dtype of the dequantised tensor
+    lqer: LQERFactors | None = None  # low-rank error repair added on load (quantizer.lqer_rank > 0)
 
     def dequantize(self) -> Tensor:
-        return (self.q.float() * self.scale.half().float().unsqueeze(-1)).to(TORCH_DTYPES[self.dtype])
+        w = self.q.float() * self.scale.half().float().unsqueeze(-1)
+        if self.lqer is not None:
+            w = w + self.lqer.correction()
+        return w.to(TORCH_DTYPES[self.dtype])
 
 
 @dataclass
@@ -79,20 +92,44 @@ def _unshuffle(data: bytes, itemsize: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.copy().reshape(-1)
 
 
-def layout(entries: dict[str, Entry], chunks: int = 2) -> tuple[list[dict], dict[str, bytes]]:
-    """Tensor table and raw (uncompressed) sections. Integer sections are split into `chunks` parts."""
+GROUPINGS = ("sections", "pergroup")
+
+
+def layout(entries: dict[str, Entry], chunks: int = 2, grouping: str = "sections",
+           perm_cache: dict[str, np.ndarray | None] | None = None) -> tuple[list[dict], dict[str, bytes]]:
+    """Tensor table and raw (uncompressed) sections. Integer sections are split into `chunks` parts.
+
+    grouping `pergroup`: codes of role groups go to per-role sections instead (see module docstring);
+    `perm_cache` (name -> permutation) keeps the row orders of a first layout for later ones."""
+    if grouping not in GROUPINGS:
+        raise ValueError(f"quantizer.compressor must be one of {GROUPINGS}, got {grouping!r}")
     meta: list[dict] = []
     ints: dict[int, list[str]] = {}
+    groups: dict[str, list[str]] = {}
     floats: dict[str, list[np.ndarray]] = {"scales": [], "fp16": [], "fp32": []}
     float_len = {"scales": 0, "fp16": 0, "fp32": 0}
+    lqer_bytes: list[bytes] = []
+    lqer_len = 0
     for name, e in entries.items():
         if isinstance(e, QuantTensor):
-            ints.setdefault(e.bits, []).append(name)
+            role = role_of(name) if grouping == "pergroup" else None
+            (groups.setdefault(role, []) if role else ints.setdefault(e.bits, [])).append(name)
             scale = e.scale.detach().cpu().numpy().astype(np.float16)
             meta.append({"name": name, "shape": list(e.q.shape), "dtype": e.dtype, "bits": e.bits,
                          "scale_offset": float_len["scales"]})
             floats["scales"].append(scale)
             float_len["scales"] += scale.size
+            if e.lqer is not None:
+                f = e.lqer
+                meta[-1]["lqer"] = {"rank": f.rank, "mode": f.mode, "group": f.group, "offset": lqer_len,
+                                    "scale_offset": float_len["scales"]}
+                codes = f.qa.to(torch.int8).numpy().tobytes() + f.qb.to(torch.int8).numpy().tobytes()
+                lqer_bytes.append(codes)
+                lqer_len += len(codes)
+                fscales = np.concatenate([f.sa.numpy().reshape(-1), f.sb.numpy().reshape(-1)])
+                fscales = fscales.astype(np.float16)
+                floats["scales"].append(fscales)
+                float_len["scales"] += fscales.size
         else:
             arr = e.value.detach().cpu().float().numpy().astype(STORE_DTYPES[e.store]).reshape(-1)
             meta.append({"name": name, "shape": list(e.value.shape), "dtype": e.dtype, "store": e.store,
@@ -116,6 +153,26 @@ def layout(entries: dict[str, Entry], chunks: int = 2) -> tuple[list[dict], dict
                 blobs.append(entries[n].q.detach().cpu().to(torch.int8).numpy().tobytes())
                 offset += entries[n].q.numel()
             sections[sec] = b"".join(blobs)
+    perms: list[bytes] = []
+    perm_len = 0
+    cache = perm_cache if perm_cache is not None else {}
+    for role, names in groups.items():
+        blobs, offset = [], 0
+        for n in names:
+            data, perm = encode_matrix(entries[n].q.detach().cpu(), role in HOT_ROLES, cache.get(n))
+            cache[n] = perm
+            by_name[n].update(section=f"grp.{role}", offset=offset, transposed=True)
+            if perm is not None:
+                by_name[n]["perm_offset"] = perm_len
+                perms.append(perm.astype("<u2").tobytes())
+                perm_len += perm.size
+            blobs.append(data)
+            offset += len(data)
+        sections[f"grp.{role}"] = b"".join(blobs)
+    if perms:
+        sections["perm"] = b"".join(perms)
+    if lqer_bytes:
+        sections["lqer"] = b"".join(lqer_bytes)
     for key, arrs in floats.items():
         if arrs:
             arr = np.concatenate(arrs)
@@ -136,9 +193,10 @@ def assemble(meta: list[dict], compressed: dict[str, tuple[dict, bytes, int]]) -
     return PREFIX.pack(MAGIC, FORMAT_VERSION, len(hbytes), hashlib.sha256(hbytes).digest()) + hbytes + payload
 
 
-def pack(entries: dict[str, Entry], codec: str = "lzma", lzma_preset: int = 6, threads: int = 2) -> bytes:
-    meta, raw = layout(entries, chunks=threads)
-    outs = compress_sections(raw, codec, lzma_preset, threads)
+def pack(entries: dict[str, Entry], codec: str = "lzma", lzma_preset: int = 6, threads: int = 2,
+         grouping: str = "sections") -> bytes:
+    meta, raw = layout(entries, chunks=threads, grouping=grouping)
+    outs = compress_sections(raw, codec, lzma_preset, threads, grouping == "pergroup")
     return assemble(meta, {k: (spec, data, len(raw[k])) for k, (spec, data) in zip(raw, outs)})
 
 
@@ -207,6 +265,7 @@ def unpack(blob: bytes, where: str = "artifact",
     floats = {"fp16": _unshuffle(raw["fp16"], 2).view(np.float16) if "fp16" in raw else None,
               "fp32": _unshuffle(raw["fp32"], 4).view(np.float32) if "fp32" in raw else None,
               "scales": _unshuffle(raw["scales"], 2).view(np.float16) if "scales" in raw else None}
+    perms = np.frombuffer(raw["perm"], "<u2") if "perm" in raw else None
     out: dict[str, Entry] = {}
     for m in header["tensors"]:
         name = m.get("name")
@@ -221,7 +280,7 @@ def unpack(blob: bytes, where: str = "artifact",
             raise ArtifactError(f"{where}: tensor '{name}' of shape {m['shape']} does not fit its section "
                                 f"'{m['section']}' ({len(src)} values from offset {off})")
         if "bits" in m:
-            out[name] = _read_quant(m, n, src, floats["scales"], where)
+            out[name] = _read_quant(m, n, src, floats["scales"], where, perms, raw.get("lqer"))
         else:
             if m.get("store") not in STORE_DTYPES:
                 raise ArtifactError(f"{where}: tensor '{name}' has unknown storage {m.get('store')!r}")
@@ -230,7 +289,8 @@ def unpack(blob: bytes, where: str = "artifact",
     return out
 
 
-def _read_quant(m: dict, n: int, src: bytes, scales: np.ndarray | None, where: str) -> QuantTensor:
+def _read_quant(m: dict, n: int, src: bytes, scales: np.ndarray | None, where: str,
+                perms: np.ndarray | None = None, lqer_codes: bytes | None = None) -> QuantTensor:
     name, shape, bits = m["name"], m["shape"], m["bits"]
     if len(shape) != 2:
         raise ArtifactError(f"{where}: quantised tensor '{name}' must be 2-D, header says shape {shape}")
@@ -240,12 +300,50 @@ def _read_quant(m: dict, n: int, src: bytes, scales: np.ndarray | None, where: s
     if scales is None or not isinstance(so, int) or so < 0 or so + shape[0] > len(scales):
         raise ArtifactError(f"{where}: tensor '{name}' scales (offset {so}, {shape[0]} rows) "
                             "are out of range")
-    q = np.frombuffer(src, np.int8, count=n, offset=m["offset"]).reshape(shape)
+    q = np.frombuffer(src, np.int8, count=n, offset=m["offset"])
+    if m.get("transposed"):
+        perm = None
+        if "perm_offset" in m:
+            po = m["perm_offset"]
+            if perms is None or po + shape[0] > len(perms):
+                raise ArtifactError(f"{where}: tensor '{name}' row order (offset {po}, {shape[0]} rows) is "
+                                    "out of range of the 'perm' section")
+            perm = perms[po:po + shape[0]].astype(np.int64)
+            if not check_permutation(perm, shape[0]):
+                raise ArtifactError(f"{where}: tensor '{name}' row order is not a permutation of its "
+                                    f"{shape[0]} rows")
+        q = decode_matrix(q, shape, perm)
+    else:
+        q = q.reshape(shape)
     qmax = (1 << (bits - 1)) - 1
     if n and int(np.abs(q.astype(np.int16)).max()) > qmax:
         raise ArtifactError(f"{where}: tensor '{name}' holds codes outside [-{qmax}, {qmax}] for {bits} bits")
     scale = torch.from_numpy(scales[so:so + shape[0]].astype(np.float32))
-    return QuantTensor(torch.from_numpy(q.copy()), scale, bits, m["dtype"])
+    lqer = _read_lqer(m, scales, lqer_codes, where) if "lqer" in m else None
+    return QuantTensor(torch.from_numpy(q.copy()), scale, bits, m["dtype"], lqer)
+
+
+def _read_lqer(m: dict, scales: np.ndarray, codes: bytes | None, where: str) -> LQERFactors:
+    """A tensor's LQER factors; the header checks (artifact_checks) already bounded every offset."""
+    name, (rows, cols), lq = m["name"], m["shape"], m["lqer"]
+    r, mode, group = lq["rank"], lq["mode"], lq["group"]
+    if codes is None or lq["offset"] + r * (rows + cols) > len(codes):
+        raise ArtifactError(f"{where}: tensor '{name}' LQER codes are out of range of the 'lqer' section")
+    flat = np.frombuffer(codes, np.int8, count=r * (rows + cols), offset=lq["offset"])
+    qa, qb = flat[:rows * r].reshape(rows, r), flat[rows * r:].reshape(r, cols)
+    a_lo, a_hi, b_lo, b_hi = CODE_RANGES[mode]
+    if qa.size and (qa.min() < a_lo or qa.max() > a_hi) or qb.size and (qb.min() < b_lo or qb.max() > b_hi):
+        raise ArtifactError(f"{where}: tensor '{name}' LQER codes are outside the {mode} ranges "
+                            f"A [{a_lo}, {a_hi}], B [{b_lo}, {b_hi}]")
+    n_a = 1 if mode == "asym" else rows
+    n_b = r * cols // group if mode == "asym" else r
+    so = lq["scale_offset"]
+    if scales is None or so + n_a + n_b > len(scales):
+        raise ArtifactError(f"{where}: tensor '{name}' LQER scales (offset {so}, {n_a + n_b} values) are "
+                            "out of range")
+    fs = scales[so:so + n_a + n_b].astype(np.float32)
+    return LQERFactors(torch.from_numpy(qa.copy()), torch.from_numpy(fs[:n_a].copy()),
+                       torch.from_numpy(qb.copy()), torch.from_numpy(fs[n_a:].copy()), mode, group)
 
 
 def read_bytes(blob_or_path) -> tuple[bytes, str]:

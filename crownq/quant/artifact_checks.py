@@ -19,6 +19,7 @@ SECTION_KEYS = {"name": str, "codec": dict, "offset": int, "length": int, "raw_l
 TENSOR_KEYS = {"name": str, "shape": list, "dtype": str, "section": str, "offset": int}
 QUANT_KEYS = {"bits": int, "scale_offset": int}
 RAW_KEYS = {"store": str}
+LQER_KEYS = {"rank": int, "mode": str, "group": int, "offset": int, "scale_offset": int}
 FLOAT_ITEMSIZE = {"fp16": 2, "fp32": 4}
 
 
@@ -51,6 +52,43 @@ def check_structure(header: dict) -> None:
         _require(t, QUANT_KEYS if "bits" in t else RAW_KEYS, f"tensors[{i}] ('{t['name']}')")
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in t["shape"]):
             raise HeaderError(f"header tensors[{i}] ('{t['name']}') has invalid shape {t['shape']!r}")
+        if "bits" in t:
+            _check_frontier_keys(t, f"tensors[{i}] ('{t['name']}')")
+
+
+def _check_frontier_keys(t: dict, what: str) -> None:
+    """The optional keys of per-group layout and LQER (crownq/quant/artifact.py) have the right types."""
+    if "transposed" in t and not isinstance(t["transposed"], bool):
+        raise HeaderError(f"header {what} key 'transposed' is {t['transposed']!r}, expected a bool")
+    if ("perm_offset" in t or t.get("transposed")) and len(t["shape"]) != 2:
+        raise HeaderError(f"header {what}: a transposed / reordered tensor must be 2-D, shape {t['shape']}")
+    if "perm_offset" in t:
+        if not t.get("transposed"):
+            raise HeaderError(f"header {what} has a row order but is not transposed")
+        _require(t, {"perm_offset": int}, what)
+        if t["perm_offset"] < 0:
+            raise HeaderError(f"header {what} has a negative perm_offset")
+    if "lqer" in t:
+        lq = t["lqer"]
+        _require(lq, LQER_KEYS, f"{what} lqer")
+        if len(t["shape"]) != 2:
+            raise HeaderError(f"header {what}: LQER needs a 2-D tensor, shape {t['shape']}")
+        rows, cols = t["shape"]
+        if lq["mode"] not in ("asym", "sym") or not 1 <= lq["rank"] <= min(rows, cols) or \
+                lq["offset"] < 0 or lq["scale_offset"] < 0:
+            raise HeaderError(f"header {what} lqer {lq!r}: expected mode asym|sym, 1 <= rank <= "
+                              f"{min(rows, cols)}, non-negative offsets")
+        if lq["mode"] == "asym" and (lq["group"] < 1 or (lq["rank"] * cols) % lq["group"]):
+            raise HeaderError(f"header {what} lqer group {lq['group']} does not divide B's "
+                              f"{lq['rank'] * cols} values")
+
+
+def lqer_scale_count(t: dict) -> int:
+    """fp16 scales of a tensor's LQER factors: sA then sB."""
+    lq, (rows, cols) = t["lqer"], t["shape"]
+    if lq["mode"] == "asym":
+        return 1 + lq["rank"] * cols // lq["group"]
+    return rows + lq["rank"]
 
 
 def check_expected_shapes(header: dict, expected: dict[str, tuple[int, ...]]) -> None:
@@ -77,6 +115,13 @@ def needed_raw_bytes(header: dict) -> dict[str, int]:
             reach(t["section"], (t["offset"] + n) * 1)  # int8 codes
             if len(t["shape"]) >= 1:
                 reach("scales", (t["scale_offset"] + t["shape"][0]) * 2)  # one fp16 scale per row
+            if "perm_offset" in t:
+                reach("perm", (t["perm_offset"] + t["shape"][0]) * 2)  # one uint16 per row
+            if "lqer" in t:
+                rows, cols = t["shape"]
+                lq = t["lqer"]
+                reach("lqer", lq["offset"] + lq["rank"] * (rows + cols))  # int8 A then B
+                reach("scales", (lq["scale_offset"] + lqer_scale_count(t)) * 2)
         else:
             reach(t["section"], (t["offset"] + n) * FLOAT_ITEMSIZE.get(t["section"], 4))
     return need

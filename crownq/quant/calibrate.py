@@ -14,8 +14,12 @@ from crownq.progress import Progress
 
 @torch.no_grad()
 def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, progress: bool = True,
-                     total: int | None = None) -> dict[str, Tensor]:
+                     total: int | None = None, head: bool = False) -> dict[str, Tensor]:
     """{f"{prefix}.weight": H [K, K] fp32} for each of model.quantizable_linears().
+
+    `head`: also the Hessian of the output head's input (the final-normed hidden state, `model.hidden`),
+    keyed by the head's weight: `tok_emb.weight` with tied embeddings (the frontier's embedding GPTQ),
+    else `lm_head.weight`. The batches then run `model.hidden` (the same blocks, no logits).
 
     `batches` yields input ids [B, T] or (input ids, targets) pairs; the model's own forward runs them.
     H is the mean of x x^T over all input rows (per batch in fp32, summed in fp64); damp > 0 adds
@@ -51,13 +55,25 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
             counts[name] += x2.shape[0]
         return hook
 
+    head_sum: list[Tensor] = []
+    head_rows = [0]
+    if head and not hasattr(model, "hidden"):
+        raise ValueError("collect_hessians(head=True): the model has no hidden() (the output head's input)")
+
+    def head_input(x: Tensor) -> None:
+        x2 = x.detach().reshape(-1, x.shape[-1]).float()
+        if not head_sum:
+            head_sum.append(torch.zeros(x2.shape[1], x2.shape[1], dtype=torch.float64, device=x2.device))
+        head_sum[0] += (x2.T @ x2).double()
+        head_rows[0] += x2.shape[0]
+
     handles = [m.register_forward_pre_hook(hook_for(name)) for name, m in linears]
     was_training = model.training
     model.eval()
     try:
         with Progress("calibration", total=total, unit="batches", enabled=progress) as shown:
             for batch in batches:
-                _run_batch(model, batch, last)
+                _run_batch(model, batch, last, head_input if head else None)
                 shown.update(1)
     finally:
         last["x"] = None
@@ -76,12 +92,21 @@ def collect_hessians(model: nn.Module, batches: Iterable, damp: float = 0.0, pro
                 h.diagonal().add_(damp * h.diagonal().mean())
             out[key] = h
         out[f"{name}.weight"] = out[key]
+    if head:
+        if not head_sum:
+            raise ValueError("collect_hessians: no calibration batches reached the output head")
+        h = (head_sum[0] / max(head_rows[0], 1)).float()
+        if damp > 0:
+            h.diagonal().add_(damp * h.diagonal().mean())
+        out["lm_head.weight" if getattr(model, "lm_head", None) is not None else "tok_emb.weight"] = h
     return out
 
 
-def _run_batch(model: nn.Module, batch, last: dict[str, object]) -> None:
+def _run_batch(model: nn.Module, batch, last: dict[str, object], head_input=None) -> None:
     last["x"] = None
-    if isinstance(batch, tuple | list):
+    if head_input is not None:
+        head_input(model.hidden(batch[0] if isinstance(batch, tuple | list) else batch))
+    elif isinstance(batch, tuple | list):
         model(*batch)
     else:
         model.logits(batch) if hasattr(model, "logits") else model(batch)

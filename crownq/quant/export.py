@@ -19,11 +19,22 @@ from crownq.quant.artifact import (
 )
 from crownq.quant.codecs import compress_sections
 from crownq.quant.gptq import gptq_tensors
+from crownq.quant.lqer import lqer_repair
 from crownq.quant.prune import PRUNE_COSTS, prune_to_fit
-from crownq.quant.rounding import INT8_CLIPS, check_choice, percentile_per_row, rtn_clip_search
+from crownq.quant.rounding import (
+    INT8_CLIPS,
+    check_choice,
+    int8_row_absmax,
+    percentile_per_row,
+    rtn_clip_search,
+)
+from crownq.quant.sdclip import SDCLIP_SELECTS, group_k, rtn_sdclip
 
 log = logging.getLogger(__name__)
 METHODS = ("gptq", "rtn", "none")
+EMBED_METHODS = ("rtn", "gptq")
+GATE_SUFFIX = "attn_gate_w"  # the frontier's attention gates (spec 5.3): int8 per row with gate_int8
+GATE_NUMEL = (32, 8192)
 CONTROL_MAX_NUMEL = 4096  # 1-D tensors and matrices this small are control parameters (control_store)
 CONTROL_STORES = ("fp16", "fp32")
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
@@ -51,6 +62,9 @@ def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> 
     if cfg.method not in METHODS:
         raise ValueError(f"quantizer.method must be one of {METHODS}, got {cfg.method!r}")
     check_choice("control_store", cfg.control_store, CONTROL_STORES)
+    embed_method = getattr(cfg, "embed_method", "rtn")
+    check_choice("embed_method", embed_method, EMBED_METHODS)
+    gate_int8 = bool(getattr(cfg, "gate_int8", False))
     group_bits = {"attn": cfg.attn_bits, "mlp": cfg.mlp_bits, "embed": cfg.embed_bits,
                   "other": cfg.other_bits}
     plan: dict[str, tuple[str, int]] = {}
@@ -61,7 +75,10 @@ def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> 
         group = groups.get(name, "other")
         if group not in group_bits:
             raise ValueError(f"export: group of '{name}' is {group!r}, expected attn|mlp|embed|other")
-        if group in ("attn", "mlp") and t.ndim == 2 and cfg.method != "none":
+        if gate_int8 and name.endswith(GATE_SUFFIX) and t.ndim == 2 and \
+                GATE_NUMEL[0] <= t.numel() <= GATE_NUMEL[1]:
+            plan[name] = ("gate8", 8)  # before the control rule: gates are small but 2-D
+        elif group in ("attn", "mlp") and t.ndim == 2 and cfg.method != "none":
             plan[name] = (cfg.method, group_bits[group])
         elif t.ndim <= 1 or t.numel() <= CONTROL_MAX_NUMEL:
             # Control scalars/vectors (gains, mixes): the record stores them fp16 like every small
@@ -70,7 +87,8 @@ def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> 
         elif cfg.method == "none":
             plan[name] = ("fp16", 16)
         elif t.ndim == 2 and t.numel() > cfg.passthrough_max_numel:
-            plan[name] = ("rtn", group_bits[group])
+            embed_gptq = group == "embed" and embed_method == "gptq" and cfg.method == "gptq"
+            plan[name] = ("gptq" if embed_gptq else "rtn", group_bits[group])
         else:
             plan[name] = ("fp16", 16)
     return plan
@@ -85,10 +103,18 @@ def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
         raise ValueError("quantizer.method=gptq needs Hessians (crownq.quant.calibrate.collect_hessians); "
                          "got none")
     check_choice("int8_clip", cfg.int8_clip, INT8_CLIPS)
+    missing = [n for n in gptq_names if n not in (hessians or {})]
+    if missing:
+        raise ValueError(f"quantizer: no Hessian for {missing[:3]} (planned for GPTQ). Embedding GPTQ "
+                         "(quantizer.embed_method=gptq) needs the output-head Hessian: collect_hessians(..., "
+                         "head=True)")
+    sdclip = cfg.clip_select in SDCLIP_SELECTS
+    sd_k = {n: group_k(cfg, groups.get(n, "other")) for n in plan} if sdclip else None
     done = gptq_tensors({n: state_dict[n].detach() for n in gptq_names}, hessians or {},
                         {n: plan[n][1] for n in gptq_names}, quantiles, cfg.block_size, cfg.damp,
                         cfg.act_order, _resolve_device(getattr(cfg, "device", "auto")), cfg.scale_floor,
-                        cfg.clip_select) if gptq_names else {}
+                        cfg.clip_select, sd_k, float(getattr(cfg, "sdclip_lambda", 0.0))
+                        ) if gptq_names else {}
     entries: dict[str, Entry] = {}
     for name, t in state_dict.items():
         how, bits = plan[name]
@@ -101,19 +127,37 @@ def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
             if groups.get(name) not in ("attn", "mlp") and cfg.int8_clip == "percentile":
                 # Embeddings / other large tensors: the record's fixed-percentile rule (int8 there).
                 q, scale = percentile_per_row(w, bits, cfg.int8_clip_quantile)
+            elif sdclip:  # no Hessian here, so the Hessian-aware variant is plain SDClip
+                q, scale = rtn_sdclip(w, sd_k[name], bits)
             else:
                 q, scale = rtn_clip_search(w, bits, quantiles, cfg.scale_floor, cfg.clip_select)
             entries[name] = QuantTensor(q.contiguous(), scale, bits, dtype)
+        elif how == "gate8":
+            q, scale = int8_row_absmax(t.detach().cpu())
+            entries[name] = QuantTensor(q, scale, bits, dtype)
         else:
             entries[name] = RawTensor(t.detach().cpu().float(), how, dtype)
+    rank = int(getattr(cfg, "lqer_rank", 0))
+    if rank > 0:
+        # LQER candidates: every GPTQ / RTN tensor (the frontier's: every GPTQ tensor), not the gates.
+        cands = [n for n, (how, _) in plan.items() if how in ("gptq", "rtn")]
+        fixes = lqer_repair({n: state_dict[n].detach() for n in cands},
+                            {n: entries[n].dequantize() for n in cands}, rank, int(cfg.lqer_top_k),
+                            int(cfg.lqer_group))
+        for name, factors in fixes.items():
+            entries[name].lqer = factors
     return entries
 
 
-def compress_entries(entries: dict[str, Entry], cfg) -> tuple[bytes, dict[str, int], dict[str, str]]:
-    """(container bytes, compressed bytes per section, section of each quantised tensor)."""
+def compress_entries(entries: dict[str, Entry], cfg, perm_cache: dict | None = None
+                     ) -> tuple[bytes, dict[str, int], dict[str, str]]:
+    """(container bytes, compressed bytes per section, section of each quantised tensor).
+
+    `perm_cache`: per-group row orders of an earlier call, reused (pruning re-compresses often)."""
     threads = int(getattr(cfg, "compress_threads", 2))
-    meta, raw = layout(entries, chunks=threads)
-    outs = compress_sections(raw, cfg.codec, cfg.lzma_preset, threads)
+    grouping = getattr(cfg, "compressor", "sections")
+    meta, raw = layout(entries, chunks=threads, grouping=grouping, perm_cache=perm_cache)
+    outs = compress_sections(raw, cfg.codec, cfg.lzma_preset, threads, grouping == "pergroup")
     blob = assemble(meta, {k: (spec, data, len(raw[k])) for k, (spec, data) in zip(raw, outs)})
     sizes = {k: len(data) for k, (_, data) in zip(raw, outs)}
     return blob, sizes, {m["name"]: m["section"] for m in meta if "bits" in m}
@@ -126,7 +170,8 @@ def export_model(state_dict: dict[str, Tensor], groups: dict[str, str], hessians
     t0 = time.perf_counter()
     entries = quantize_state_dict(state_dict, groups, hessians, quant_cfg)
     t1 = time.perf_counter()
-    blob, sizes, section_of = compress_entries(entries, quant_cfg)
+    perm_cache: dict = {}
+    blob, sizes, section_of = compress_entries(entries, quant_cfg, perm_cache)
     t2 = time.perf_counter()
     seconds = {"quantize": t1 - t0, "compress": t2 - t1}
     target = quant_cfg.budget_bytes - code_bytes - quant_cfg.headroom_bytes
@@ -137,7 +182,8 @@ def export_model(state_dict: dict[str, Tensor], groups: dict[str, str], hessians
         use_h = quant_cfg.prune_cost == "scale_hdiag" and hessians
         hdiag = {n: hessians[n].diagonal() if use_h and n in hessians else None for n in prunable}
         blob, report = prune_to_fit(prunable, hdiag, section_of,
-                                    lambda: compress_entries(entries, quant_cfg)[:2], target, (blob, sizes))
+                                    lambda: compress_entries(entries, quant_cfg, perm_cache)[:2], target,
+                                    (blob, sizes))
         pruned = report.pruned
         seconds["prune"] = time.perf_counter() - t2
         log.info("pruned %d +/-1 codes in %d compression(s): %d bytes (target %d)",

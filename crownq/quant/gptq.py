@@ -33,6 +33,7 @@ from crownq.quant.rounding import (
     quantize,
     select_candidates,
 )
+from crownq.quant.sdclip import SDCLIP_SELECTS, sdclip_scales
 
 INNER_BLOCK = 16
 MAX_DAMP_RETRIES = 6
@@ -111,11 +112,13 @@ def _quantize_block(wt: Tensor, u: Tensor, scale: Tensor, qmax: int, q_out: Tens
 def gptq_batch(w: Tensor, h: Tensor, bits: int, quantiles: Sequence[float] = DEFAULT_CLIP_QUANTILES,
                block_size: int = 128, damp: float = 0.01, act_order: bool = True,
                floor: str | float = "record", clip_select: str = "matrix_mse",
-               segments: Sequence[int] | None = None) -> GPTQResult:
+               segments: Sequence[int] | None = None, sd_k: Tensor | None = None,
+               sd_lambda: float = 0.0) -> GPTQResult:
     """GPTQ of L independent problems: weights w [L, R, K] with Hessians h [L, K, K] (X^T X of inputs).
 
     `segments`: row counts of the matrices stacked along R in every problem (for matrix_mse, each
-    matrix picks its own clip quantile); None = each problem is one matrix.
+    matrix picks its own clip quantile); None = each problem is one matrix. SDClip (`clip_select`
+    sdclip | sdclip_hessian) needs `sd_k` [L, R], each row's k; sdclip_hessian uses `sd_lambda`.
     """
     if w.ndim != 3 or h.ndim != 3 or h.shape[0] != w.shape[0] or h.shape[1:] != (w.shape[2], w.shape[2]):
         raise ValueError(f"gptq_batch: weights {tuple(w.shape)} and Hessians {tuple(h.shape)} do not match "
@@ -127,7 +130,15 @@ def gptq_batch(w: Tensor, h: Tensor, bits: int, quantiles: Sequence[float] = DEF
     n_layers, rows, k = w.shape
     qmax = qmax_for_bits(bits)
     h, dead = prepare_hessian(h.to(dtype), damp)
-    scales = candidate_scales(w.to(dtype), bits, quantiles, floor)  # [C, L, R], from the weights as given
+    if clip_select in SDCLIP_SELECTS:
+        if sd_k is None or tuple(sd_k.shape) != (n_layers, rows):
+            raise ValueError(f"gptq_batch: clip_select={clip_select} needs sd_k of shape {(n_layers, rows)}")
+        # One candidate: the row scale is fixed before GPTQ, from the weights as given (dead columns
+        # included) and, for the Hessian-aware variant, the damped Hessian's diagonal.
+        hdiag = h.diagonal(dim1=-2, dim2=-1) if clip_select == "sdclip_hessian" else None
+        scales = sdclip_scales(w.to(dtype), sd_k.to(w.device, dtype), bits, hdiag, sd_lambda).unsqueeze(0)
+    else:
+        scales = candidate_scales(w.to(dtype), bits, quantiles, floor)  # [C, L, R], from the weights as given
     w = w.to(dtype).masked_fill(dead.unsqueeze(1), 0.0)
     n_cand = scales.shape[0]
     if act_order:
@@ -179,9 +190,14 @@ def _share_groups(names: list[str], hessians: dict[str, Tensor]) -> list[list[st
 def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: dict[str, int],
                  quantiles: Sequence[float] = DEFAULT_CLIP_QUANTILES, block_size: int = 128,
                  damp: float = 0.01, act_order: bool = True, device: torch.device | str | None = None,
-                 floor: str | float = "record", clip_select: str = "matrix_mse"
+                 floor: str | float = "record", clip_select: str = "matrix_mse",
+                 sd_k: dict[str, float] | None = None, sd_lambda: float = 0.0
                  ) -> dict[str, tuple[Tensor, Tensor]]:
-    """GPTQ of many named 2-D weights, batched. Returns name -> (q int8 [R, K], scale fp32 [R]) on CPU."""
+    """GPTQ of many named 2-D weights, batched. Returns name -> (q int8 [R, K], scale fp32 [R]) on CPU.
+
+    SDClip (`clip_select` sdclip | sdclip_hessian): `sd_k` gives each weight's k (its group's)."""
+    if clip_select in SDCLIP_SELECTS and (sd_k is None or set(weights) - set(sd_k)):
+        raise ValueError(f"GPTQ: clip_select={clip_select} needs an SDClip k for every weight")
     for name, w in weights.items():
         if name not in hessians:
             raise KeyError(f"GPTQ: no Hessian for weight '{name}' (collect_hessians covers "
@@ -208,7 +224,12 @@ def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: 
         # Same-shaped problems are batched only when their matrices stack alike (matrix_mse picks
         # one clip per matrix, so the row segments must be shared by every problem of the batch).
         segments = [weights[n].shape[0] for n in groups[0]]
-        res = gptq_batch(w, h, b, quantiles, block_size, damp, act_order, floor, clip_select, segments)
+        row_k = None
+        if clip_select in SDCLIP_SELECTS:
+            row_k = torch.stack([torch.cat([torch.full((weights[n].shape[0],), float(sd_k[n])) for n in g])
+                                 for g in groups])
+        res = gptq_batch(w, h, b, quantiles, block_size, damp, act_order, floor, clip_select, segments,
+                         row_k, sd_lambda)
         for li, g in enumerate(groups):
             r0 = 0
             for n in g:

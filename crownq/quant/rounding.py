@@ -30,7 +30,8 @@ DEFAULT_CLIP_QUANTILES = (0.999, 0.9995, 0.9999, 0.99999, 1.0)
 # fp16. (The `tiny` floor: far below the record's 1/qmax, which zeroes whole rows of small weights.)
 MIN_SCALE = 2.0**-14
 SCALE_FLOORS = ("record", "tiny")
-CLIP_SELECTS = ("matrix_mse", "row_hessian")
+# sdclip / sdclip_hessian: one fixed scale per row from the row's std (crownq/quant/sdclip.py).
+CLIP_SELECTS = ("matrix_mse", "row_hessian", "sdclip", "sdclip_hessian")
 INT8_CLIPS = ("percentile", "search")
 RECORD_INT8_QUANTILE = 0.9999984  # the record's 99.99984th percentile
 
@@ -114,7 +115,7 @@ def select_candidates(err: Tensor, clip_select: str, segments: Sequence[int] | N
     stacked along R (None: one matrix). argmin keeps the first minimum: ties go to the earlier quantile.
     """
     check_choice("clip_select", clip_select, CLIP_SELECTS)
-    if clip_select == "row_hessian":
+    if clip_select != "matrix_mse":  # row_hessian; SDClip has a single candidate, argmin is 0
         return err.argmin(-2)
     segments = list(segments) if segments is not None else [err.shape[-1]]
     if sum(segments) != err.shape[-1]:
@@ -164,3 +165,17 @@ def percentile_per_row(w: Tensor, bits: int, quantile: float = RECORD_INT8_QUANT
     clipped = torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None])
     q = quantize(clipped, scale[:, None], qmax)
     return q.to(torch.int8), scale.half().float()
+
+
+def int8_row_absmax(w: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 per row, scale max|row| / 127 stored fp16, codes rounded against that fp16 scale (the
+    frontier's attention-gate rule, spec 5.3). An all-zero row keeps scale 0 and codes 0."""
+    if w.ndim != 2:
+        raise ValueError(f"int8 per-row quantisation expects a 2-D weight, got shape {tuple(w.shape)}")
+    w = w.float()
+    if not torch.isfinite(w).all():
+        raise ValueError("weights contain inf/nan: cannot choose quantisation scales")
+    scale = (w.abs().amax(-1) / 127.0).half().float()
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    q = torch.clamp(torch.round(w / safe[:, None]), -127, 127)
+    return q.to(torch.int8), scale

@@ -27,7 +27,9 @@ def test_the_expected_options_exist():
     assert {"roundtrip", "sliding64", "ttt_score_first"} <= set(OPTIONS)
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+# Per-document TTT attaches adapters to crownq's GPT, not to the stand-in: tests/eval/test_lora_ttt.py
+# composes and runs those options.
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o not in ("lora_ttt", "phased_ttt")])
 def test_option_composes_and_runs(option):
     cfg = compose_config(f"eval={option}", "eval.seq_len=32", "eval.batch_seqs=4",
                          "eval.ttt.chunk_tokens=64", "eval.ttt.epochs=1", "eval.max_val_tokens=200")

@@ -13,7 +13,8 @@ from tests.frontier.helpers import tiny_frontier
 def test_frontier_11l_has_the_records_parameter_count_and_groups():
     out = describe(["arch=frontier_11l", "data.vocab_size=8192", "train=frontier_8xh100"])
     assert "model_params: 35945671" in out.splitlines()
-    groups = {line.split()[2]: line.split()[3] for line in out.splitlines() if line.startswith("optimizer group")}
+    rows = [line.split() for line in out.splitlines() if line.startswith("optimizer group")]
+    groups = {row[2]: row[3] for row in rows}
     assert groups == {"matrix": "31,719,424", "embed": "4,194,304", "head": "0", "scalar": "31,943"}
     assert "train_flops_per_token (looping on):" in out and "per step (786,432 tokens at seq 2048)" in out
 

@@ -72,7 +72,8 @@ def test_every_problem_is_listed_at_once(record_cfg):
     OmegaConf.update(cfg, "train.matrix_lr", -0.02)
     with pytest.raises(ConfigError) as info:
         validate(cfg)
-    assert "quantizer.codec='lzmaa': expected one of lzma, brotli, zstd, rans, best" in str(info.value)
+    assert ("quantizer.codec='lzmaa': expected one of lzma, brotli, zstd, rans, brotli_shuffle, best"
+            in str(info.value))
     assert "train.matrix_lr=-0.02: expected a number in [0, inf)" in str(info.value)
 
 

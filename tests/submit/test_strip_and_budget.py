@@ -61,12 +61,12 @@ def test_every_package_module_strips_to_the_same_program():
 
 
 def test_code_bytes_are_the_bundle_size_of_the_run_config():
-    cfg = compose_run_config(["logger=none"])
+    cfg = compose_run_config(["logger=none", "quantizer.code_bytes_mode=raw"])
     raw = code_size(cfg)
     bundle = build_bundle(digest_payload(cfg), "raw")
     assert raw.bytes == bundle.size == len(bundle.file) and raw.sha256 == bundle.sha256
     # The frozen configuration is part of the file, so another configuration counts other bytes.
-    other = code_size(compose_run_config(["logger=none", "arch=mid"]))
+    other = code_size(compose_run_config(["logger=none", "quantizer.code_bytes_mode=raw", "arch=mid"]))
     assert other.sha256 != raw.sha256
     cfg.quantizer.code_bytes_mode = "compressed"
     packed = code_size(cfg)
