@@ -32,6 +32,9 @@ class QuantizerConfig:
     other_bits: int = 8
     passthrough_max_numel: int = 65536  # smaller matrices: fp16; 1-D and <= 4096-value: control_store
     block_size: int = 128
+    # GPTQ arithmetic: fp64 (codes independent of BLAS thread count and device; equal to the record's on
+    # its golden matrices) | fp32 (the record's own dtype; its codes move with the summation order).
+    gptq_precision: str = "fp64"
     damp: float = 0.01
     act_order: bool = True
     clip_quantiles: list[float] = field(default_factory=lambda: [0.999, 0.9995, 0.9999, 0.99999, 1.0])

@@ -236,6 +236,7 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "quantizer.other_bits": BITS,
     "quantizer.passthrough_max_numel": AT_LEAST_0,
     "quantizer.block_size": AT_LEAST_1,
+    "quantizer.gptq_precision": OneOf("fp64", "fp32"),
     "quantizer.damp": AT_LEAST_0,
     "quantizer.calibration_batches": AT_LEAST_1,
     "quantizer.calibration_source": OneOf("train", "self_generated"),

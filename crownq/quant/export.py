@@ -113,8 +113,8 @@ def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
     done = gptq_tensors({n: state_dict[n].detach() for n in gptq_names}, hessians or {},
                         {n: plan[n][1] for n in gptq_names}, quantiles, cfg.block_size, cfg.damp,
                         cfg.act_order, _resolve_device(getattr(cfg, "device", "auto")), cfg.scale_floor,
-                        cfg.clip_select, sd_k, float(getattr(cfg, "sdclip_lambda", 0.0))
-                        ) if gptq_names else {}
+                        cfg.clip_select, sd_k, float(getattr(cfg, "sdclip_lambda", 0.0)),
+                        getattr(cfg, "gptq_precision", "fp64")) if gptq_names else {}
     entries: dict[str, Entry] = {}
     for name, t in state_dict.items():
         how, bits = plan[name]

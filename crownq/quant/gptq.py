@@ -46,6 +46,8 @@ class GPTQResult:
     error: Tensor  # [L, R] Hessian-weighted reconstruction error (dW H dW^T) of the kept candidate
 
 
+GPTQ_PRECISIONS = ("fp64", "fp32")
+
 def prepare_hessian(h: Tensor, damp: float) -> tuple[Tensor, Tensor]:
     """Damped copy of a batch of Hessians [L, K, K] with dead columns (zero diagonal) made harmless.
 
@@ -191,9 +193,14 @@ def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: 
                  quantiles: Sequence[float] = DEFAULT_CLIP_QUANTILES, block_size: int = 128,
                  damp: float = 0.01, act_order: bool = True, device: torch.device | str | None = None,
                  floor: str | float = "record", clip_select: str = "matrix_mse",
-                 sd_k: dict[str, float] | None = None, sd_lambda: float = 0.0
+                 sd_k: dict[str, float] | None = None, sd_lambda: float = 0.0, precision: str = "fp64"
                  ) -> dict[str, tuple[Tensor, Tensor]]:
     """GPTQ of many named 2-D weights, batched. Returns name -> (q int8 [R, K], scale fp32 [R]) on CPU.
+
+    `precision` (`quantizer.gptq_precision`): fp64 (default) or fp32 arithmetic for the Cholesky and
+    the error feedback. In fp32 the codes depend on the BLAS's summation order: on the record's golden
+    matrix m1, one CPU thread instead of two flips 68 of 49,152 codes (one flip moves the error fed to
+    the next columns). In fp64 both thread counts give exactly the record's codes.
 
     SDClip (`clip_select` sdclip | sdclip_hessian): `sd_k` gives each weight's k (its group's)."""
     if clip_select in SDCLIP_SELECTS and (sd_k is None or set(weights) - set(sd_k)):
@@ -207,6 +214,9 @@ def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: 
             raise ValueError(f"GPTQ: weight '{name}' {tuple(w.shape)} needs a [{w.shape[-1]}, {w.shape[-1]}] "
                              f"Hessian, got {tuple(h.shape)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
+    if precision not in GPTQ_PRECISIONS:
+        raise ValueError(f"quantizer.gptq_precision must be one of {GPTQ_PRECISIONS}, got {precision!r}")
+    dtype = torch.float64 if precision == "fp64" else torch.float32
     # Same Hessian and bit width -> one problem with the matrices' rows stacked.
     problems: dict[tuple[int, tuple[int, ...], int], list[list[str]]] = {}
     by_bits: dict[int, list[str]] = {}
@@ -219,8 +229,8 @@ def gptq_tensors(weights: dict[str, Tensor], hessians: dict[str, Tensor], bits: 
     out: dict[str, tuple[Tensor, Tensor]] = {}
     shown = Progress("gptq", total=len(weights), unit="matrices")  # export runs on rank 0 only
     for (b, _seg, _k), groups in problems.items():
-        w = torch.stack([torch.cat([weights[n].float() for n in g]) for g in groups]).to(device)
-        h = torch.stack([hessians[g[0]].float() for g in groups]).to(device)
+        w = torch.stack([torch.cat([weights[n].to(dtype) for n in g]) for g in groups]).to(device)
+        h = torch.stack([hessians[g[0]].to(dtype) for g in groups]).to(device)
         # Same-shaped problems are batched only when their matrices stack alike (matrix_mse picks
         # one clip per matrix, so the row segments must be shared by every problem of the batch).
         segments = [weights[n].shape[0] for n in groups[0]]

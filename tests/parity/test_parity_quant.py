@@ -211,3 +211,18 @@ def test_bad_switch_values_are_named():
     with pytest.raises(ValueError, match="quantizer.int8_clip must be one of"):
         quantize_state_dict({"e": torch.randn(300, 300)}, {"e": "embed"}, None,
                             QuantizerConfig(method="rtn", int8_clip="sdclip"))
+
+
+@pytest.mark.shared_data
+def test_record_gptq_codes_do_not_depend_on_the_thread_count(golden):
+    """fp64 GPTQ (the default): one BLAS thread gives the record's codes too (fp32 flipped 68 on m1)."""
+    cfg = QuantizerConfig()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = gptq_tensors({"m1": golden["m1.weight"]}, {"m1": golden["m1.hessian"]}, {"m1": 6},
+                           cfg.clip_quantiles, int(golden["block_size"]), cfg.damp, cfg.act_order, "cpu",
+                           cfg.scale_floor, cfg.clip_select)
+    finally:
+        torch.set_num_threads(threads)
+    _compare("m1 gptq (1 thread)", *out["m1"], golden["m1.gptq_q"], golden["m1.gptq_scale"])
