@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -70,6 +71,17 @@ def config_digest(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> str:
 def training_digest(cfg: DictConfig) -> str:
     """The config digest without the `eval` group: runs that share it produce the same artifact."""
     return config_digest(cfg, also_excluded=("eval",))
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and inf (e.g. the std of one seed) are not JSON: null instead, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -4,7 +4,6 @@ or `crownq-report --from-wandb ENTITY/PROJECT|FOLDER --group SWEEP-DATE` (from w
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from pathlib import Path
@@ -16,18 +15,7 @@ from crownq.report.plot import plot_groups
 from crownq.report.render import render_markdown
 from crownq.report.stats import RECORD_MARGIN_NATS
 from crownq.report.submission import submission_for
-from crownq.results import write_json_atomic
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (std of one seed) is not JSON: write null instead."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
+from crownq.results import json_safe, write_json_atomic
 
 
 def _safe_name(label: str) -> str:
@@ -45,7 +33,7 @@ def write_report(sweep_dir: str | Path | None, out_dir: str | Path | None = None
         built = report_from_runs(runs, source, baseline, baseline_scores, margin, baseline_bpb)
     else:
         built = build_report(sweep_dir, baseline, baseline_scores, margin, baseline_bpb)
-    report = _json_safe(built)
+    report = json_safe(built)
     if out_dir is None and sweep_dir is None:
         raise ValueError("write_report: give out_dir when the runs do not come from a sweep folder")
     out = Path(out_dir) if out_dir else Path(sweep_dir) / REPORT_DIRNAME
@@ -58,7 +46,7 @@ def write_report(sweep_dir: str | Path | None, out_dir: str | Path | None = None
     plot_groups(report, out / "val_bpb.png")
     for group in report["groups"]:
         if group["seed_rows"]:
-            sub = _json_safe(submission_for(group, **(submission_meta or {})))
+            sub = json_safe(submission_for(group, **(submission_meta or {})))
             write_json_atomic(out / "submissions" / _safe_name(group["label"]) / "submission.json", sub)
     report["markdown"] = markdown
     report["out_dir"] = str(out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata as md
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from omegaconf import OmegaConf
 
 from crownq.report.build import build_report
 from crownq.report.submission import submission_for
-from crownq.results import RESULT_FILENAME, config_digest, digest_payload, read_result
+from crownq.results import RESULT_FILENAME, config_digest, digest_payload, json_safe, read_result
 from crownq.submit.bundle import Bundle, build_bundle
 from crownq.submit.readme import RECORD_OVERRIDES, record_differences, render_readme
 
@@ -110,16 +109,6 @@ def _record_payload() -> tuple[dict[str, Any] | None, str]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_records_folder(sweep_dir: str | Path, group_key: str, name: str, out: str | Path = TRACK_DIR,
                          baseline_scores: list[float] | None = None, author: str = "",
                          github_id: str = "", date: str | None = None) -> Path:
@@ -140,7 +129,7 @@ def write_records_folder(sweep_dir: str | Path, group_key: str, name: str, out: 
         (folder / "train_gpt_source.py").write_bytes(bundle.program)
     submission = submission_for(group, author=author, github_id=github_id, name=name)
     submission["bytes_code"] = bundle.size
-    (folder / "submission.json").write_text(json.dumps(_json_safe(submission), indent=2) + "\n")
+    (folder / "submission.json").write_text(json.dumps(json_safe(submission), indent=2) + "\n")
     record, why = _record_payload()
     diffs = record_differences(payload, record) if record is not None else None
     (folder / "README.md").write_text(render_readme(name, group, diffs, bundle, why) + "\n")
