@@ -61,7 +61,9 @@ def test_three_seed_sweep_with_a_hard_crash_ends_in_results_and_report(slurm_clu
     sweep = tmp_path / "sweep"
     proc = launch_slurm(sweep, f"crownq-seeds-{os.getpid()}", "+sweeps=seeds", "logger=none",
                         "+debug.crash_seed=42", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # A failed seed fails the sweep (exit 1, issue 11) after the report is written.
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 sweep job(s) did not finish ok" in proc.stderr and "seed=42" in proc.stderr
     res = results(sweep)
     assert sorted(res) == ["0_seed1337", "1_seed42", "2_seed7"]
     assert res["0_seed1337"]["status"] == res["2_seed7"]["status"] == "ok"
