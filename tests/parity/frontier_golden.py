@@ -12,18 +12,15 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import torch
+
+from tests.parity.golden import load_golden_file
 
 FRONTIER_GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "frontier_golden"
 
 
 def load_frontier_golden(name: str) -> dict:
-    path = FRONTIER_GOLDEN / name
-    if not path.is_file():
-        pytest.skip(f"frontier golden file {path} is absent "
-                    "(../shared/data/frontier_golden is laid beside the repository in CI)")
-    return torch.load(path, weights_only=True)
+    return load_golden_file(FRONTIER_GOLDEN, name)
 
 
 # record name pattern -> crownq name, for the tensors that are not banks

@@ -16,12 +16,17 @@ import torch
 REF_GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ref_golden"
 
 
-def load_golden(name: str) -> dict:
-    path = REF_GOLDEN / name
+def load_golden_file(folder: Path, name: str) -> dict:
+    """`folder/name` as a plain dict of tensors; skips the test, naming the file, where it is absent."""
+    path = folder / name
     if not path.is_file():
-        pytest.skip(f"record golden file {path} is absent "
-                    "(../shared/data/ref_golden is laid beside the repository in CI)")
+        pytest.skip(f"golden file {path} is absent (../shared/data/{folder.name} is laid beside the "
+                    "repository in CI)")
     return torch.load(path, weights_only=True)
+
+
+def load_golden(name: str) -> dict:
+    return load_golden_file(REF_GOLDEN, name)
 
 
 # record name pattern -> crownq name (applied in order; the first match wins)
