@@ -344,8 +344,17 @@ def _cross_clip_quantiles(cfg: Any) -> str | None:
     return None
 
 
+def _cross_phases(cfg: Any) -> str | None:
+    p = cfg.eval.phased_ttt
+    if p.enabled and p.prefix_docs < p.phases:
+        return (f"eval.phased_ttt.prefix_docs={p.prefix_docs!r}: expected at least eval.phased_ttt.phases="
+                f"{p.phases} (phase k trains on floor(prefix_docs * k / phases) documents; the first would "
+                "train on none)")
+    return None
+
+
 CROSS_CHECKS: list[Callable[[Any], str | None]] = [_cross_stride, _cross_batch, _cross_vocab,
-                                                    _cross_clip_quantiles]
+                                                    _cross_clip_quantiles, _cross_phases]
 
 
 def problems(cfg: Any) -> list[str]:

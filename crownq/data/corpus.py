@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.data.source == "embedded"'
+
 # Folders of the stdlib that hold tests, vendored or generated code rather than documentation.
 _TEST_PARTS = {"test", "tests", "idle_test"}
 _SKIPPED_PARTS = {"site-packages", "dist-packages", "lib2to3", "__pycache__"}

@@ -33,6 +33,9 @@ from crownq.data import caseops, corpus
 from crownq.data.shards import read_shard_header, write_shard
 from crownq.data.sidecar import PieceTable, sidecar_name, stream_byte_counts, write_sidecar
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.data.source == "embedded"'
+
 # Bump when the builder's output for the same inputs changes (invalidates every cache folder).
 BUILDER_VERSION = 1
 BOS_ID = 1

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crownq.config.data import DataConfig
-from crownq.data.embedded import TOKENIZER_FILE, EmbeddedOptions, build_embedded
 from crownq.data.shards import read_shard, read_shard_header
 from crownq.data.sidecar import load_sidecar
 
@@ -38,6 +37,9 @@ def prepare_data(data_cfg: DataConfig, progress: bool = True) -> DataPaths:
     tokenizer's vocabulary size equal to data_cfg.vocab_size.
     """
     if data_cfg.source == "embedded":
+        # Imported here: a bundle for shard data carries no corpus builder (BUNDLE_WHEN).
+        from crownq.data.embedded import TOKENIZER_FILE, EmbeddedOptions, build_embedded
+
         options = EmbeddedOptions(
             vocab_size=data_cfg.vocab_size,
             min_corpus_bytes=data_cfg.min_corpus_bytes,

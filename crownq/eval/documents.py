@@ -19,6 +19,9 @@ import torch
 
 from crownq.eval.guard import ScoreFirstViolation
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.eval.lora_ttt.enabled'
+
 
 @dataclass(frozen=True)
 class Documents:

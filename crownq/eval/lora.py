@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from crownq.model.fused_ce import eager_softcap_ce
 from crownq.model.recurrence import layer_sequence
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.eval.lora_ttt.enabled'
+
 KINDS = ("q", "k", "v", "o", "mlp")
 
 

@@ -41,6 +41,9 @@ from crownq.eval.scoring import (
 )
 from crownq.progress import Progress
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.eval.lora_ttt.enabled'
+
 Trace = list  # ("score" | "train", document, lo, hi[, nats]) events in order, for tests
 
 

@@ -28,11 +28,17 @@ from crownq.eval.lora_ttt import run_document_ttt
 from crownq.eval.result import EvalResult
 from crownq.eval.scoring import Stopwatch, model_device, resolve_runtime
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.eval.phased_ttt.enabled'
+
 
 def phase_boundaries(prefix_docs: int, phases: int) -> list[int]:
     if prefix_docs <= 0 or phases <= 0:
         raise ValueError(f"eval.phased_ttt.prefix_docs and phases must be positive, got {prefix_docs}, "
                          f"{phases}")
+    if prefix_docs < phases:  # crownq.config.validate refuses this before training; here for direct callers
+        raise ValueError(f"eval.phased_ttt.prefix_docs={prefix_docs} < phases={phases}: the first phase "
+                         "would train on no document")
     return [prefix_docs * k // phases for k in range(1, phases + 1)]
 
 

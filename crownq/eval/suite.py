@@ -8,12 +8,9 @@ import torch
 
 from crownq.data.byte_tables import ByteTables
 from crownq.distributed import DistEnv
-from crownq.eval.lora_ttt import lora_ttt_eval
-from crownq.eval.phased_ttt import phased_ttt_eval
 from crownq.eval.result import EvalResult
 from crownq.eval.roundtrip import roundtrip_eval
 from crownq.eval.sliding import sliding_window_eval
-from crownq.eval.ttt import score_first_ttt
 from crownq.eval.windows import check_window_args
 
 
@@ -45,6 +42,8 @@ def run_evaluation(model: torch.nn.Module, val_tokens: torch.Tensor, tables: Byt
         results["sliding"] = sliding_window_eval(model, val_tokens, tables, eval_cfg.seq_len,
                                                  eval_cfg.stride, eval_cfg.batch_seqs, dist_env, **common)
     if eval_cfg.ttt.enabled:
+        from crownq.eval.ttt import score_first_ttt  # TTT modules load (and are bundled) only when on
+
         results["ttt"] = score_first_ttt(model, val_tokens, tables, eval_cfg, dist_env)
     doc_ttt = document_ttt_method(eval_cfg)
     if doc_ttt is not None:  # per-document TTT is the headline score too (key "ttt")
@@ -68,7 +67,13 @@ def document_ttt_method(eval_cfg: Any):
                          "training (eval=ttt_score_first, eval=lora_ttt or eval=phased_ttt)")
     if not lora_on:
         return None
-    return phased_ttt_eval if phased_on else lora_ttt_eval
+    if phased_on:
+        from crownq.eval.phased_ttt import phased_ttt_eval
+
+        return phased_ttt_eval
+    from crownq.eval.lora_ttt import lora_ttt_eval
+
+    return lora_ttt_eval
 
 
 def headline(results: dict[str, EvalResult]) -> EvalResult:

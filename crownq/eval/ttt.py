@@ -35,6 +35,9 @@ from crownq.eval.scoring import (
 from crownq.eval.windows import WindowPlan, group_into_chunks, plan_sliding_windows
 from crownq.progress import Progress
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.eval.ttt.enabled'
+
 
 def training_plan(lo: int, hi: int, seq_len: int) -> WindowPlan:
     """Sequences of `seq_len` whose trained targets tile [lo, hi) once; the last is end-aligned and its

@@ -22,11 +22,14 @@ Frontier additions (each only present when its switch is on, docs/artifact.md):
   `lqer` section (A then B) and at its fp16 factor scales in `scales` (sA then sB).
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import lzma
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,8 +42,11 @@ from crownq.quant.artifact_checks import (
     check_structure,
 )
 from crownq.quant.codecs import CodecError, compress_sections, decompress
-from crownq.quant.lqer import CODE_RANGES, LQERFactors
-from crownq.quant.pergroup import HOT_ROLES, check_permutation, decode_matrix, encode_matrix, role_of
+
+# LQER and per-group coding are imported where used: a submission bundle carries them only when its
+# configuration switches them on (BUNDLE_WHEN in their modules).
+if TYPE_CHECKING:
+    from crownq.quant.lqer import LQERFactors
 
 MAGIC = b"CROWNQA\x00"
 FORMAT_VERSION = 1
@@ -92,6 +98,12 @@ def _unshuffle(data: bytes, itemsize: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.copy().reshape(-1)
 
 
+
+def _pergroup():
+    from crownq.quant import pergroup
+
+    return pergroup
+
 GROUPINGS = ("sections", "pergroup")
 
 
@@ -112,7 +124,7 @@ def layout(entries: dict[str, Entry], chunks: int = 2, grouping: str = "sections
     lqer_len = 0
     for name, e in entries.items():
         if isinstance(e, QuantTensor):
-            role = role_of(name) if grouping == "pergroup" else None
+            role = _pergroup().role_of(name) if grouping == "pergroup" else None
             (groups.setdefault(role, []) if role else ints.setdefault(e.bits, [])).append(name)
             scale = e.scale.detach().cpu().numpy().astype(np.float16)
             meta.append({"name": name, "shape": list(e.q.shape), "dtype": e.dtype, "bits": e.bits,
@@ -159,7 +171,9 @@ def layout(entries: dict[str, Entry], chunks: int = 2, grouping: str = "sections
     for role, names in groups.items():
         blobs, offset = [], 0
         for n in names:
-            data, perm = encode_matrix(entries[n].q.detach().cpu(), role in HOT_ROLES, cache.get(n))
+            pergroup = _pergroup()
+            data, perm = pergroup.encode_matrix(entries[n].q.detach().cpu(), role in pergroup.HOT_ROLES,
+                                                cache.get(n))
             cache[n] = perm
             by_name[n].update(section=f"grp.{role}", offset=offset, transposed=True)
             if perm is not None:
@@ -309,10 +323,10 @@ def _read_quant(m: dict, n: int, src: bytes, scales: np.ndarray | None, where: s
                 raise ArtifactError(f"{where}: tensor '{name}' row order (offset {po}, {shape[0]} rows) is "
                                     "out of range of the 'perm' section")
             perm = perms[po:po + shape[0]].astype(np.int64)
-            if not check_permutation(perm, shape[0]):
+            if not _pergroup().check_permutation(perm, shape[0]):
                 raise ArtifactError(f"{where}: tensor '{name}' row order is not a permutation of its "
                                     f"{shape[0]} rows")
-        q = decode_matrix(q, shape, perm)
+        q = _pergroup().decode_matrix(q, shape, perm)
     else:
         q = q.reshape(shape)
     qmax = (1 << (bits - 1)) - 1
@@ -325,6 +339,8 @@ def _read_quant(m: dict, n: int, src: bytes, scales: np.ndarray | None, where: s
 
 def _read_lqer(m: dict, scales: np.ndarray, codes: bytes | None, where: str) -> LQERFactors:
     """A tensor's LQER factors; the header checks (artifact_checks) already bounded every offset."""
+    from crownq.quant.lqer import CODE_RANGES, LQERFactors
+
     name, (rows, cols), lq = m["name"], m["shape"], m["lqer"]
     r, mode, group = lq["rank"], lq["mode"], lq["group"]
     if codes is None or lq["offset"] + r * (rows + cols) > len(codes):

@@ -59,7 +59,7 @@ def _measure_running(bundle, mode: str) -> CodeSize:
     if mode == "raw" or bundle.text is not None:
         # Raw: the file is the program. Compressed and started through the wrapper: the file is the wrapper.
         return _counted(script, mode)
-    from crownq.submit.bundle import wrap
+    from crownq.submit.wrapper import wrap
 
     # The readable program of a compressed bundle run directly: count the wrapper it compresses to.
     return _counted(wrap(script), mode)

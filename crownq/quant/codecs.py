@@ -22,8 +22,6 @@ import brotli
 import numpy as np
 import zstandard
 
-from crownq.quant import rans
-
 CODECS = ("lzma", "brotli", "zstd", "rans", "brotli_shuffle")
 CODEC_CHOICES = CODECS + ("best",)
 SHUFFLE_STRIDE = 2
@@ -113,6 +111,8 @@ def compress(data: bytes, spec: dict) -> bytes:
     if name == "zstd":
         return zstandard.ZstdCompressor(level=int(spec["level"])).compress(data)
     if name == "rans":
+        from crownq.quant import rans  # bundled only when a config can pick it
+
         return rans.encode(data)
     raise CodecError(f"unknown codec spec {spec!r} (expected codec in {CODECS})")
 
@@ -168,6 +168,8 @@ def decompress(data: bytes, spec: dict, raw_len: int) -> bytes:
         elif name == "zstd":
             out = _zstd_bounded(data, limit)
         elif name == "rans":
+            from crownq.quant import rans
+
             out = rans.decode(data, raw_len)
         else:
             raise CodecError(f"unknown codec spec {spec!r} (expected codec in {CODECS})")

@@ -19,7 +19,6 @@ from crownq.quant.artifact import (
 )
 from crownq.quant.codecs import compress_sections
 from crownq.quant.gptq import gptq_tensors
-from crownq.quant.lqer import lqer_repair
 from crownq.quant.prune import PRUNE_COSTS, prune_to_fit
 from crownq.quant.rounding import (
     INT8_CLIPS,
@@ -139,6 +138,8 @@ def quantize_state_dict(state_dict: dict[str, Tensor], groups: dict[str, str],
             entries[name] = RawTensor(t.detach().cpu().float(), how, dtype)
     rank = int(getattr(cfg, "lqer_rank", 0))
     if rank > 0:
+        from crownq.quant.lqer import lqer_repair  # bundled only when LQER is on
+
         # LQER candidates: every GPTQ / RTN tensor (the frontier's: every GPTQ tensor), not the gates.
         cands = [n for n, (how, _) in plan.items() if how in ("gptq", "rtn")]
         fixes = lqer_repair({n: state_dict[n].detach() for n in cands},

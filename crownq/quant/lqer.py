@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.quantizer.lqer_rank > 0'
+
 LQER_MODES = ("asym", "sym")
 # Code ranges of each packing: (A lo, A hi, B lo, B hi).
 CODE_RANGES = {"asym": (-2, 1, -8, 7), "sym": (-7, 7, -7, 7)}

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.quantizer.compressor == "pergroup"'
+
 # Group order of the frontier's container; the name patterns are crownq's state-dict names.
 ROLE_PATTERNS = (
     ("tok_emb", re.compile(r"^tok_emb\.weight$")),

@@ -14,6 +14,9 @@ import struct
 
 import numpy as np
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.quantizer.codec in ("rans", "best") or cfg.quantizer.compressor == "pergroup"'
+
 LANES = 2048
 BLOCK_LOG2 = 20
 SCALE_BITS = 16

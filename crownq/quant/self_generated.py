@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+# In a submission bundle only when this holds for its configuration (crownq/submit/closure.py).
+BUNDLE_WHEN = 'cfg.quantizer.calibration_source == "self_generated"'
+
 
 @torch.no_grad()
 def generate_calibration_batches(logits_fn: Callable[[Tensor], Tensor], num_batches: int, batch_seqs: int,

@@ -1,6 +1,7 @@
 """One configuration -> one self-contained `train_gpt.py`: crownq's modules (exactly the import closure
-of the recipe's entry, crownq.submit.runtime) as strings served by a meta-path importer, the resolved
-configuration frozen as JSON, and a two-line main. Its size is the run's code bytes (crownq.quant.budget).
+of the recipe's entry, crownq.submit.runtime, for this configuration: modules gated off by BUNDLE_WHEN
+are left out and named) as strings served by a meta-path importer, the resolved configuration frozen
+as JSON, and a two-line main. Its size is the run's code bytes (crownq.quant.budget).
 
 Modes (`quantizer.code_bytes_mode`):
 - raw: the file as rendered, comments and docstrings included (the record counted raw code);
@@ -14,16 +15,18 @@ Standard library only (brotli when present), so the budget can use it without im
 from __future__ import annotations
 
 import ast
-import base64
 import hashlib
 import json
-import lzma
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from crownq.submit.closure import Closure, import_closure
 from crownq.submit.strip import strip_source
+from crownq.submit.wrapper import wrap
+
+# Build tooling: a bundled run measures itself and never imports this (crownq/submit/closure.py).
+BUNDLE_WHEN = 'never'
 
 ENTRY = "crownq.submit.runtime"
 MODES = ("raw", "compressed")
@@ -37,6 +40,9 @@ class _Bundle(_a.MetaPathFinder, _a.Loader):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] != "crownq":
             return None
+        if name in _X:
+            raise ModuleNotFoundError(f"{name} is not in this bundle: it is bundled only when {_X[name]}, "
+                                      "which is false for the frozen configuration", name=name)
         if name not in _M:
             raise ModuleNotFoundError(f"{name} is not in this bundle", name=name)
         return _u.spec_from_loader(name, self, origin="bundle", is_package=name in _P)
@@ -82,14 +88,17 @@ def _literal(text: str) -> str:
     return '"""\\\n' + body + '"""'
 
 
-def render(sources: dict[str, str], packages: frozenset[str], config: dict, mode: str) -> str:
-    """The bundle program: header, module table, frozen config, importer, main."""
+def render(sources: dict[str, str], packages: frozenset[str], config: dict, mode: str,
+           excluded: dict[str, str] | None = None) -> str:
+    """The bundle program: header, module table, frozen config, importer, main. `excluded`: the
+    configuration-gated modules left out, with their conditions (named if one is asked for)."""
     lines = [
         f'"""crownq submission ({mode} bundle): train, calibrate, export, reload and score one',
         "configuration. Run: SEED=1337 torchrun --standalone --nproc_per_node=8 train_gpt.py",
         '(1 CPU process: python train_gpt.py). Data: DATA_PATH / TOKENIZER_PATH or ./data/."""',
         "import importlib.abc as _a, importlib.util as _u, json as _j, linecache as _l, sys as _s",
         f"_P = {sorted(packages)!r}",
+        f"_X = {dict(sorted((excluded or {}).items()))!r}",
         "_M = {}",
     ]
     for name in sorted(sources):
@@ -105,24 +114,9 @@ def render(sources: dict[str, str], packages: frozenset[str], config: dict, mode
     return "\n".join(lines) + "\n"
 
 
-def wrap(program: bytes) -> bytes:
-    """The two-line self-extracting file for `program`: the smaller of lzma and brotli, base85."""
-    candidates = [(b"lzma", lzma.compress(program, format=lzma.FORMAT_ALONE,
-                                          preset=9 | lzma.PRESET_EXTREME))]
-    try:
-        import brotli
-
-        candidates.append((b"brotli", brotli.compress(program, quality=11)))
-    except ImportError:  # brotli is optional here; lzma alone is still a valid, deterministic count
-        pass
-    codec, packed = min(candidates, key=lambda c: (len(c[1]), c[0]))
-    return (b"import " + codec + b",base64\nexec(_SRC:=" + codec + b".decompress(base64.b85decode(b\""
-            + base64.b85encode(packed) + b"\")))\n")
-
-
-@lru_cache(maxsize=4)
-def _closure(stamp: tuple) -> Closure:
-    return import_closure(ENTRY, PACKAGE_PARENT)
+@lru_cache(maxsize=16)
+def _closure(stamp: tuple, config_json: str | None = None) -> Closure:
+    return import_closure(ENTRY, PACKAGE_PARENT, None if config_json is None else json.loads(config_json))
 
 
 def _stamp() -> tuple:
@@ -141,11 +135,11 @@ def build_bundle(config: dict, mode: str) -> Bundle:
 
 @lru_cache(maxsize=16)
 def _build(config_json: str, mode: str, stamp: tuple) -> Bundle:
-    closure = _closure(stamp)
+    closure = _closure(stamp, config_json)
     sources = {name: path.read_text(encoding="utf-8") for name, path in closure.modules.items()}
     if mode == "compressed":
         sources = {name: strip_source(text, str(closure.modules[name])) for name, text in sources.items()}
-    program = render(sources, closure.packages, json.loads(config_json), mode)
+    program = render(sources, closure.packages, json.loads(config_json), mode, closure.excluded)
     _check_table(program, sources)
     program = program.encode("utf-8")
     file = program if mode == "raw" else wrap(program)

@@ -94,7 +94,7 @@ def _seed_log(run_dir: Path, result: dict[str, Any]) -> str:
         if text.strip():
             parts.append(f"==> {path.name} <==\n{text.rstrip()}\n")
     if not parts:
-        from crownq.pipeline import headline
+        from crownq.recipe import headline
 
         parts.append(f"(no log file in {run_dir.name}; the result's summary)\n{headline(result)}\n")
     return "\n".join(parts)

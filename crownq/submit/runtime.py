@@ -1,5 +1,7 @@
 """What a bundled train_gpt.py runs: its frozen configuration + the environment -> one seed of the
-recipe (crownq.pipeline.run), with no Hydra composition and no wandb.
+recipe (crownq.recipe.run_recipe, the function crownq.pipeline.run wraps), with no Hydra composition,
+no wandb, no reuse or rescore: only what a submission needs, so the bundle carries only that code.
+The run folder still gets result.json (running, then ok or failed) and refuses a finished run's folder.
 
 Environment, following the challenge's scripts:
 - SEED (default 1337); RUN_DIR (default ./run_seed<SEED>): result.json and artifact.ptz go there;
@@ -56,8 +58,75 @@ def build_config(frozen: Mapping[str, Any], environ: Mapping[str, str] = os.envi
 
 
 def main(frozen: Mapping[str, Any]) -> dict[str, Any]:
-    from crownq.pipeline import run
-
     cfg = build_config(frozen)
-    run_dir = Path(os.environ.get("RUN_DIR") or f"run_seed{cfg.seed}")
-    return run(cfg, run_dir.resolve())
+    run_dir = Path(os.environ.get("RUN_DIR") or f"run_seed{cfg.seed}").resolve()
+    return run_bundled(cfg, run_dir)
+
+
+def run_bundled(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """One seed into `run_dir`: result.json says running, then ok (printed) or failed (re-raised)."""
+    from crownq.distributed import broadcast_object, init_distributed
+    from crownq.log import logger
+    from crownq.recipe import headline, run_recipe
+    from crownq.results import RESULT_FILENAME, failure_fields, write_json_atomic
+
+    dist_env = init_distributed(cfg.train.device)
+    main_rank = dist_env.is_main
+    # Rank 0 decides and every rank hears it: a rank refusing alone would leave the others waiting.
+    refusal = broadcast_object(_finished_run(run_dir / RESULT_FILENAME) if main_rank else "")
+    if refusal:
+        raise SystemExit(refusal)
+    identity = _identity(cfg, run_dir, dist_env.world_size)
+    if main_rank:
+        write_json_atomic(run_dir / RESULT_FILENAME, {"status": "running", **identity})
+
+    def log(metrics: dict) -> None:
+        if main_rank:
+            logger().info("  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in metrics.items()))
+
+    try:
+        outcome = run_recipe(cfg, dist_env, run_dir, log)
+    except BaseException as exc:
+        if main_rank:
+            write_json_atomic(run_dir / RESULT_FILENAME, {**failure_fields(exc), **identity})
+        raise
+    result = {"status": "ok", **identity, **outcome}
+    if main_rank:
+        write_json_atomic(run_dir / RESULT_FILENAME, result)
+        print(headline(result))
+    return result
+
+
+def _finished_run(result_path: Path) -> str:
+    """Why `result_path`'s folder must not be run into again ('' when it may): a finished result is
+    never overwritten."""
+    import json
+
+    if not result_path.is_file():
+        return ""
+    try:
+        status = json.loads(result_path.read_text()).get("status")
+    except (OSError, ValueError):
+        status = None
+    if status != "ok":
+        return ""  # a failed or interrupted attempt is replaced by this one
+    return (f"{result_path} holds a finished run; set RUN_DIR to a new folder (its artifact and result "
+            "are kept)")
+
+
+def _identity(cfg: DictConfig, run_dir: Path, world_size: int) -> dict[str, Any]:
+    import torch
+
+    from crownq.results import config_digest, hardware_description, training_digest
+
+    return {
+        "seed": int(cfg.seed),
+        "config_digest": config_digest(cfg),
+        "training_digest": training_digest(cfg),
+        "world_size": world_size,
+        "hardware": hardware_description(world_size),
+        "torch_version": torch.__version__,
+        "run_dir": str(run_dir),
+        "bundled": True,
+    }

@@ -12,6 +12,9 @@ import ast
 import io
 import tokenize
 
+# Build tooling: a bundled run measures itself and never imports this (crownq/submit/closure.py).
+BUNDLE_WHEN = 'never'
+
 
 class StripError(ValueError):
     """The stripped text would not be the same program (never expected; the check is the guard)."""

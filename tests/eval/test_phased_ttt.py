@@ -28,6 +28,20 @@ def test_the_frontier_boundaries():
     assert phase_boundaries(2500, 3) == [833, 1666, 2500]
     with pytest.raises(ValueError, match="prefix_docs and phases must be positive"):
         phase_boundaries(0, 3)
+    # Fewer documents than phases: the first phase would train on none (an empty stream crashed here).
+    with pytest.raises(ValueError, match="prefix_docs=2 < phases=3"):
+        phase_boundaries(2, 3)
+
+
+def test_fewer_prefix_documents_than_phases_is_refused_before_training():
+    from crownq.config.validate import problems
+    from tests.pipeline.pipeline_compose import compose_run_config
+
+    cfg = compose_run_config(["logger=none", "eval=phased_ttt", "eval.phased_ttt.prefix_docs=2"])
+    assert any("eval.phased_ttt.prefix_docs=2: expected at least eval.phased_ttt.phases=3" in p
+               for p in problems(cfg))
+    fine = compose_run_config(["logger=none", "eval=phased_ttt", "eval.phased_ttt.prefix_docs=3"])
+    assert not problems(fine)
 
 
 def test_training_set_is_the_shortest_scored_documents_in_batch_order():

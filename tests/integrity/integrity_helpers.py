@@ -30,7 +30,7 @@ def run_config(tmp_path: Path, *overrides: str) -> DictConfig:
 
 
 def fake_outcome(seed: int = 1337) -> dict:
-    """What _recipe returns for a finished run (the keys result.json needs), without training."""
+    """What run_recipe returns for a finished run (the keys result.json needs), without training."""
     return {"model_params": 1, "steps": 1, "train_seconds": 1.0, "prequant_val_bpb": 2.0,
             "roundtrip_val_bpb": 2.0, "sliding_val_bpb": 2.0, "val_bpb": 2.0, "val_loss": 3.0,
             "artifact_bytes_model": 10, "artifact_bytes_code": 10, "artifact_bytes_total": 20,

@@ -59,12 +59,12 @@ def test_disk_full_gives_a_failed_result_a_clear_error_and_no_temporary_file(tmp
         Path(f).write_bytes(b"half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    def recipe(cfg, dist_env, run_dir, log):
+    def recipe(cfg, dist_env, run_dir, log, **_):
         monkeypatch.setattr(torch, "save", full_disk_save)
         save_checkpoint(run_dir / "checkpoints" / "train_state.pt", {"step": 1})
         return fake_outcome()
 
-    monkeypatch.setattr(pipeline, "_recipe", recipe)
+    monkeypatch.setattr(pipeline, "run_recipe", recipe)
     with pytest.raises(OSError):
         pipeline.run(run_config(tmp_path), tmp_path)
     result = read_result(tmp_path / "result.json")
@@ -130,10 +130,10 @@ def test_training_stops_at_the_first_non_finite_loss_naming_the_step(monkeypatch
 def test_a_diverged_run_has_status_diverged(tmp_path, monkeypatch):
     from crownq.train.divergence import TrainingDiverged
 
-    def recipe(*args):
+    def recipe(*args, **kwargs):
         raise TrainingDiverged(7, float("nan"))
 
-    monkeypatch.setattr(pipeline, "_recipe", recipe)
+    monkeypatch.setattr(pipeline, "run_recipe", recipe)
     with pytest.raises(TrainingDiverged):
         pipeline.run(run_config(tmp_path), tmp_path)
     result = read_result(tmp_path / "result.json")

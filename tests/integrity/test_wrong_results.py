@@ -61,13 +61,13 @@ def test_a_checkpoint_resumes_only_its_own_seed_and_config(shards, tmp_path):
 def test_a_second_run_in_a_live_runs_folder_is_refused_naming_the_holder(tmp_path, monkeypatch):
     seen = {}
 
-    def recipe(cfg, dist_env, run_dir, log):
+    def recipe(cfg, dist_env, run_dir, log, **_):
         with pytest.raises(RunFolderBusy) as info:  # a second run while this one is live
             pipeline.run(cfg, run_dir)
         seen["message"] = str(info.value)
         return fake_outcome()
 
-    monkeypatch.setattr(pipeline, "_recipe", recipe)
+    monkeypatch.setattr(pipeline, "run_recipe", recipe)
     result = pipeline.run(run_config(tmp_path), tmp_path)
     assert result["status"] == "ok" and read_result(tmp_path / "result.json")["status"] == "ok"
     assert f"pid {os.getpid()} on host" in seen["message"] and str(tmp_path) in seen["message"]
@@ -91,7 +91,7 @@ def test_default_run_folders_are_unique_per_start_and_seed():
 
 
 def test_a_finished_result_is_never_overwritten(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "_recipe", lambda *a: fake_outcome())
+    monkeypatch.setattr(pipeline, "run_recipe", lambda *a, **k: fake_outcome())
     first = pipeline.run(run_config(tmp_path), tmp_path)
     before = (tmp_path / "result.json").read_text()
     with pytest.raises(RunFolderBusy, match="holds a finished run"):
@@ -120,7 +120,7 @@ def test_rescoring_into_the_source_folder_is_refused(tmp_path, monkeypatch, targ
     (source / "0_seed1337").mkdir(parents=True)
     finished = json.dumps({"status": "ok", "seed": 1337})
     (source / "0_seed1337" / "result.json").write_text(finished)
-    monkeypatch.setattr(pipeline, "_recipe", lambda *a: pytest.fail("the recipe must not run"))
+    monkeypatch.setattr(pipeline, "run_recipe", lambda *a, **k: pytest.fail("the recipe must not run"))
     run_dir = (source / target)
     with pytest.raises(ValueError, match="rescore_from=.*the folder it rescores"):
         pipeline.run(run_config(tmp_path, f"rescore_from={source}"), run_dir)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from pipeline_compose import compose_run_config
 
-from crownq import pipeline
+from crownq import recipe
 from crownq.distributed import DistEnv
 from crownq.model import build_model
 
@@ -23,9 +23,9 @@ def tiny_model(cfg):
 def test_self_generated_calibration_reads_no_training_data(monkeypatch):
     cfg = compose_run_config([*SMALL, "quantizer.calibration_source=self_generated"])
     model = tiny_model(cfg)
-    monkeypatch.setattr(pipeline, "_bos_id", lambda path: 1)
+    monkeypatch.setattr(recipe, "_bos_id", lambda path: 1)
     missing = [Path("/nonexistent/fineweb_train_000000.bin")]  # would raise if anything opened it
-    hessians = pipeline._collect_hessians(model, cfg, missing, Path("/nonexistent/tok.model"),
+    hessians = recipe._collect_hessians(model, cfg, missing, Path("/nonexistent/tok.model"),
                                           DistEnv(device=torch.device("cpu")))
     names = {f"{name}.weight" for name, _ in model.quantizable_linears()}
     assert set(hessians) == names
@@ -36,12 +36,12 @@ def test_self_generated_calibration_reads_no_training_data(monkeypatch):
 
 
 def test_self_generated_hessians_depend_on_the_seed(monkeypatch):
-    monkeypatch.setattr(pipeline, "_bos_id", lambda path: 1)
+    monkeypatch.setattr(recipe, "_bos_id", lambda path: 1)
     env = DistEnv(device=torch.device("cpu"))
     out = []
     for seed in (1, 2):
         cfg = compose_run_config([*SMALL, "quantizer.calibration_source=self_generated", f"seed={seed}"])
-        out.append(pipeline._collect_hessians(tiny_model(cfg), cfg, [], Path("x"), env))
+        out.append(recipe._collect_hessians(tiny_model(cfg), cfg, [], Path("x"), env))
     key = next(iter(out[0]))
     assert not torch.equal(out[0][key], out[1][key])
 
@@ -49,7 +49,7 @@ def test_self_generated_hessians_depend_on_the_seed(monkeypatch):
 def test_unknown_calibration_source_names_the_field():
     cfg = compose_run_config([*SMALL, "quantizer.calibration_source=validation"])
     with pytest.raises(ValueError, match="quantizer.calibration_source='validation'"):
-        pipeline._collect_hessians(tiny_model(cfg), cfg, [], Path("x"), DistEnv(device=torch.device("cpu")))
+        recipe._collect_hessians(tiny_model(cfg), cfg, [], Path("x"), DistEnv(device=torch.device("cpu")))
 
 
 def test_calibration_batches_follow_the_training_preset():
