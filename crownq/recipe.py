@@ -131,6 +131,8 @@ def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, 
             "artifact_bytes_code": exported.code_bytes,
             "artifact_code_sha256": code.sha256,  # crownq-submit checks its bundle against it
             "code_bytes_mode": code.mode,
+            # What the counted file runs before compression: the report shows it beside the count.
+            "artifact_bytes_code_program": code.program_bytes,
             "artifact_bytes_total": exported.total_bytes,
             "pruned": exported.pruned,
             "export_seconds": exported.seconds,

@@ -23,6 +23,7 @@ class CodeSize:
     bytes: int
     sha256: str  # of the counted file: ties a result to the exact code that produced it
     mode: str
+    program_bytes: int = 0  # the program the counted file runs, before compression (= bytes when raw)
 
 
 def running_bundle():
@@ -30,8 +31,9 @@ def running_bundle():
     return next((f for f in sys.meta_path if getattr(f, "crownq_bundle", False)), None)
 
 
-def _counted(file: bytes, mode: str) -> CodeSize:
-    return CodeSize(len(file), hashlib.sha256(file).hexdigest(), mode)
+def _counted(file: bytes, mode: str, program: bytes | None = None) -> CodeSize:
+    program_bytes = len(file if program is None else program)
+    return CodeSize(len(file), hashlib.sha256(file).hexdigest(), mode, program_bytes)
 
 
 def code_size(cfg) -> CodeSize:
@@ -45,7 +47,7 @@ def code_size(cfg) -> CodeSize:
     from crownq.submit.bundle import build_bundle
 
     built = build_bundle(digest_payload(cfg), mode)
-    return _counted(built.file, mode)
+    return _counted(built.file, mode, built.program)
 
 
 def code_bytes(cfg) -> int:
@@ -58,8 +60,8 @@ def _measure_running(bundle, mode: str) -> CodeSize:
     script = Path(bundle.script).read_bytes()
     if mode == "raw" or bundle.text is not None:
         # Raw: the file is the program. Compressed and started through the wrapper: the file is the wrapper.
-        return _counted(script, mode)
+        return _counted(script, mode, bundle.text if mode != "raw" else None)
     from crownq.submit.wrapper import wrap
 
     # The readable program of a compressed bundle run directly: count the wrapper it compresses to.
-    return _counted(wrap(script), mode)
+    return _counted(wrap(script), mode, script)

@@ -56,6 +56,10 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# The tables that can be the output head (crownq.quant.calibrate keys the head Hessian by them).
+HEAD_TABLES = ("tok_emb.weight", "lm_head.weight")
+
+
 def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> dict[str, tuple[str, int]]:
     """name -> (how, bits): how in gptq | rtn | fp16 | fp32. The single place storage is decided."""
     if cfg.method not in METHODS:
@@ -86,7 +90,10 @@ def plan_tensors(state_dict: dict[str, Tensor], groups: dict[str, str], cfg) -> 
         elif cfg.method == "none":
             plan[name] = ("fp16", 16)
         elif t.ndim == 2 and t.numel() > cfg.passthrough_max_numel:
-            embed_gptq = group == "embed" and embed_method == "gptq" and cfg.method == "gptq"
+            # Embedding GPTQ needs the output head's input Hessian, which only the head's table has
+            # (the tied token embedding, or lm_head): BigramHash / value-embedding tables stay RTN.
+            embed_gptq = (group == "embed" and embed_method == "gptq" and cfg.method == "gptq"
+                          and name in HEAD_TABLES)
             plan[name] = ("gptq" if embed_gptq else "rtn", group_bits[group])
         else:
             plan[name] = ("fp16", 16)

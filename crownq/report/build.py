@@ -16,7 +16,7 @@ EVAL_LIMIT_SECONDS = 600.0
 
 SEED_COLUMNS = ("seed", "steps", "train_seconds", "step_avg_ms", "prequant_val_bpb", "roundtrip_val_bpb",
                 "sliding_val_bpb", "val_bpb", "val_loss", "artifact_bytes_total", "pruned", "eval_seconds")
-SUMMARY_KEYS = ("val_bpb", "val_loss", "artifact_bytes_total")
+SUMMARY_KEYS = ("val_bpb", "val_loss", "artifact_bytes_total", "artifact_bytes_model")
 
 
 def _step_avg_ms(run: dict[str, Any]) -> float | None:
@@ -83,6 +83,9 @@ def group_entry(group: Group, baseline: dict[str, Any] | None, margin: float) ->
         "torch_version": next((r.get("torch_version") for r in ok), None),
         "model_params": next((r.get("model_params") for r in ok), None),
         "artifact_bytes_code": max((r["artifact_bytes_code"] for r in ok), default=None),
+        "artifact_bytes_code_program": max((r.get("artifact_bytes_code_program") or 0 for r in ok),
+                                           default=0) or None,
+        "code_bytes_mode": next((r.get("code_bytes_mode") for r in ok if r.get("code_bytes_mode")), None),
     }
     for key in SUMMARY_KEYS:
         s = summarize(_finite([r.get(key) for r in ok]))

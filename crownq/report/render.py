@@ -88,6 +88,16 @@ def _baseline_section(tested: list[dict[str, Any]], margin: float) -> list[str]:
     return lines
 
 
+def _code_cell(group: dict[str, Any]) -> str:
+    """Counted code bytes, with the uncompressed program beside them when the count is compressed."""
+    counted, program = group.get("artifact_bytes_code"), group.get("artifact_bytes_code_program")
+    if counted is None:
+        return "-"
+    if group.get("code_bytes_mode") == "compressed" and program:
+        return f"{counted:,} (compressed; program {program:,})"
+    return f"{counted:,}" + (f" ({group['code_bytes_mode']})" if group.get("code_bytes_mode") else "")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Sweep report: `{report['sweep_dir']}`", "",
              f"{report['runs_ok']} of {report['runs_total']} runs finished. Mean ± sample std over seeds; "
@@ -98,9 +108,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         name = f"group `{base['group']}`" if base.get("group") else "given scores"
         lines += [f"Baseline: {name}, val_loss {', '.join(f'{v:.8f}' for v in base['val_loss'])}.", ""]
     lines += ["## Summary", ""]
-    header = ["group", "seeds", "val_bpb", "val_loss", "artifact bytes", "artifact ok", "train ok", "eval ok"]
+    header = ["group", "seeds", "val_bpb", "val_loss", "artifact bytes", "model bytes",
+              "code bytes (counted)", "artifact ok", "train ok", "eval ok"]
     rows = [[g["label"], len(g["seeds_ok"]), _mean_std(g["val_bpb"]), _mean_std(g["val_loss"]),
-             _mean_std(g["artifact_bytes_total"], 0), g["compliance"]["artifact_under_16mb"],
+             _mean_std(g["artifact_bytes_total"], 0), _mean_std(g["artifact_bytes_model"], 0),
+             _code_cell(g), g["compliance"]["artifact_under_16mb"],
              g["compliance"]["train_under_600s"], g["compliance"]["eval_under_600s"]]
             for g in report["groups"]]
     lines += _table(header, rows) + [""]

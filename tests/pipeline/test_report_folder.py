@@ -175,3 +175,16 @@ def test_callback_never_raises_on_a_broken_report(tmp_path, capsys):
     callback.on_multirun_end(_sweep_config(record_sweep(tmp_path)))
     out = capsys.readouterr().out
     assert "could not write the report" in out and "crownq-report" in out
+
+
+def test_summary_shows_model_bytes_and_counted_code_beside_the_uncompressed_program(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed, loss in ((1, 1.9), (2, 1.91)):
+        result = ok_result(seed, "d" * 64, loss, artifact_bytes_total=15_000_000)
+        result.update(artifact_bytes_code=65_382, artifact_bytes_model=15_000_000 - 65_382,
+                      artifact_bytes_code_program=220_823, code_bytes_mode="compressed")
+        write_run(sweep, f"{seed}_seed{seed}", result)
+    report = write_report(sweep, None, None, None)
+    line = next(x for x in report["markdown"].splitlines() if x.startswith("| "))
+    assert "model bytes" in line and "code bytes (counted)" in line
+    assert "| 14,934,618 ± 0 | 65,382 (compressed; program 220,823) |" in report["markdown"]

@@ -58,6 +58,13 @@ def test_switches_default_off_and_plan_as_configured():
     assert record["blocks.0.attn.attn_gate_w"] == ("fp16", 16) and record["tok_emb.weight"] == ("rtn", 8)
     on = plan_tensors(sd, groups, QuantizerConfig(gate_int8=True, embed_method="gptq", embed_bits=7))
     assert on["blocks.0.attn.attn_gate_w"] == ("gate8", 8) and on["tok_emb.weight"] == ("gptq", 7)
+    # Side tables (BigramHash, value embeddings) have no output-head Hessian: RTN at the embedding width.
+    side = {**sd, "bigram.embed.weight": _laplace(1200, 64),
+            "value_embed.embed.weight": _laplace(1200, 64)}
+    side_groups = {**groups, "bigram.embed.weight": "embed", "value_embed.embed.weight": "embed"}
+    with_side = plan_tensors(side, side_groups, QuantizerConfig(embed_method="gptq", embed_bits=7))
+    assert with_side["tok_emb.weight"] == ("gptq", 7)
+    assert with_side["bigram.embed.weight"] == with_side["value_embed.embed.weight"] == ("rtn", 7)
     big = plan_tensors(_toy_state((8, 2048))[0], groups, QuantizerConfig(gate_int8=True))
     assert big["blocks.0.attn.attn_gate_w"] != ("gate8", 8)  # > 8192 values: not a small gate
     with pytest.raises(ValueError, match="quantizer.embed_method"):

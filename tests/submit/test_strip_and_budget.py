@@ -71,6 +71,9 @@ def test_code_bytes_are_the_bundle_size_of_the_run_config():
     cfg.quantizer.code_bytes_mode = "compressed"
     packed = code_size(cfg)
     assert packed.bytes < raw.bytes / 3
+    # The report shows the uncompressed program beside the count: raw counts the program itself.
+    assert raw.program_bytes == raw.bytes
+    assert packed.program_bytes == len(build_bundle(digest_payload(cfg), "compressed").program) > packed.bytes
     assert build_bundle(digest_payload(cfg), "compressed").file.startswith(b"import ")
     t0 = time.perf_counter()
     assert code_size(cfg) == packed  # cached: the pipeline pays for it once per configuration
