@@ -30,6 +30,7 @@ from crownq.results import (
     failure_fields,
     hardware_description,
     training_digest,
+    weights_digest,
     write_json_atomic,
 )
 from crownq.reuse import code_digest, reuse_finished_run
@@ -47,8 +48,12 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     # Under torchrun every rank composes its own timestamped Hydra folder, and ranks started a second
     # apart would disagree; rank 0's folder is the run's (the others read the artifact from it).
     run_dir = Path(broadcast_object(str(run_dir)))
-    if cfg.rescore_from:
-        refuse_rescore_into_source(Path(cfg.rescore_from), run_dir)
+    if cfg.rescore_from and cfg.get("reexport_from"):
+        raise ValueError("rescore_from and reexport_from are both set: rescore scores an existing artifact, "
+                         "reexport exports saved weights again; choose one")
+    for option in ("rescore_from", "reexport_from"):
+        if cfg.get(option):
+            refuse_rescore_into_source(Path(cfg[option]), run_dir, option)
     digest = config_digest(cfg)
     identity = _run_identity(cfg, digest, dist_env, run_dir)
     main = dist_env.is_main
@@ -81,7 +86,8 @@ def _run_locked(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, digest: str,
         tracker = start_tracking(cfg, run_dir, identity, enabled=main)
         outcome = _reused(cfg, identity, run_dir, dist_env) or run_recipe(
             cfg, dist_env, run_dir, log_callable(tracker, echo=print if main else None),
-            artifact_source=_reuse_artifact if cfg.rescore_from else None)
+            artifact_source=_reuse_artifact if cfg.rescore_from else _reexport if cfg.get("reexport_from")
+            else None)
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception) or isinstance(exc, TrainingPreempted)
         diverged = isinstance(exc, TrainingDiverged)
@@ -122,7 +128,7 @@ def _write_final_result(run_dir: Path, result: dict[str, Any]) -> None:
           "it still says 'running'")
 
 
-def _reuse_artifact(cfg: DictConfig, stage: StageClock) -> tuple[Path, dict[str, Any]]:
+def _reuse_artifact(cfg: DictConfig, stage: StageClock, *_context) -> tuple[Path, dict[str, Any]]:
     """`rescore_from=FOLDER`: score the artifact of an earlier finished run of this seed and training
     config instead of training again; its training and export numbers are carried over."""
     from crownq.rescore import TRAINING_KEYS, find_source_run
@@ -132,6 +138,31 @@ def _reuse_artifact(cfg: DictConfig, stage: StageClock) -> tuple[Path, dict[str,
     produced = {key: source.get(key) for key in TRAINING_KEYS}
     produced.update({"artifact_path": str(source_dir / ARTIFACT_FILENAME), "rescored_from": str(source_dir)})
     return source_dir / ARTIFACT_FILENAME, produced
+
+
+def _reexport(cfg: DictConfig, stage: StageClock, paths, dist_env: DistEnv, run_dir: Path
+              ) -> tuple[Path, dict[str, Any]]:
+    """`reexport_from=FOLDER`: calibrate, export and score the saved weights of an earlier finished run
+    of this seed whose config differs at most in `eval` and export-only quantizer fields."""
+    from crownq.model import build_model
+    from crownq.recipe import WEIGHTS_FILENAME, export_trained
+    from crownq.rescore import find_source_run
+
+    if dist_env.distributed:
+        raise ValueError("reexport_from runs in one process (the export is one rank's job); start it "
+                         "without torchrun")
+    source_dir, source = find_source_run(
+        Path(cfg.reexport_from), int(cfg.seed), weights_digest(cfg), option="reexport_from",
+        digest_key="weights_digest", needs=WEIGHTS_FILENAME,
+        may_differ="only `eval` and export-only quantizer options "
+                   "(crownq.results.EXPORT_ONLY_QUANTIZER_FIELDS) may differ")
+    weights = torch.load(source_dir / WEIGHTS_FILENAME, map_location="cpu", weights_only=True)
+    model = build_model(cfg.arch).place(dist_env.device)
+    stage.done("reexport", f"weights of {source_dir}")
+    produced = {key: source.get(key) for key in ("model_params", "steps", "train_seconds", "step_avg_ms",
+                                                 "prequant_val_loss", "prequant_val_bpb")}
+    artifact_path, exported = export_trained(cfg, dist_env, run_dir, model, weights, paths, stage)
+    return artifact_path, {**produced, **exported, "reexported_from": str(source_dir)}
 
 
 def _drop_training_checkpoint(cfg: DictConfig, run_dir: Path) -> None:
@@ -178,6 +209,8 @@ def _run_identity(cfg: DictConfig, digest: str, dist_env: DistEnv, run_dir: Path
         "config_digest": digest,
         # The same without the eval group: which runs share an artifact (rescore_from matches on it).
         "training_digest": training_digest(cfg),
+        # The same without export-only quantizer fields: which runs share trained weights (reexport_from).
+        "weights_digest": weights_digest(cfg),
         "sweep": cfg.get("sweep", ""),
         "ablation": cfg.get("ablation", "") or derived,
         "overrides": overrides,

@@ -21,9 +21,12 @@ from crownq.distributed import DistEnv, barrier
 from crownq.log import logger
 from crownq.results import ARTIFACT_FILENAME, RESULT_FILENAME, write_bytes_atomic
 
-# `artifact_source(cfg, stage)` -> (artifact path, result keys): replaces training and export with an
-# existing artifact (crownq.pipeline's rescore_from); None trains and exports.
-ArtifactSource = Callable[[DictConfig, "StageClock"], "tuple[Path, dict[str, Any]]"]
+# `artifact_source(cfg, stage, paths, dist_env, run_dir)` -> (artifact path, result keys): replaces
+# training (and export) with an earlier run's artifact or weights (crownq.pipeline's rescore_from and
+# reexport_from); None trains and exports.
+ArtifactSource = Callable[..., "tuple[Path, dict[str, Any]]"]
+# save_weights=true: the trained (averaged) weights, for reexport_from runs.
+WEIGHTS_FILENAME = "trained_weights.pt"
 
 
 def run_recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log,
@@ -48,7 +51,7 @@ def run_recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log,
     stage.done("data", f"{len(paths.train_files)} train shards, {val_tokens.numel():,} validation tokens")
 
     if artifact_source is not None:
-        artifact_path, produced = artifact_source(cfg, stage)
+        artifact_path, produced = artifact_source(cfg, stage, paths, dist_env, run_dir)
     else:
         artifact_path, produced = _train_and_export(cfg, dist_env, run_dir, paths, val_tokens, tables,
                                                     stage, log)
@@ -86,8 +89,6 @@ def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, 
                       stage: StageClock, log) -> tuple[Path, dict[str, Any]]:
     """Train (+ average), calibrate, quantise, prune and write the artifact; the result keys they give."""
     from crownq.model import build_model
-    from crownq.quant.budget import code_size
-    from crownq.quant.export import export_model
     from crownq.train import train_model
 
     torch.manual_seed(cfg.seed)
@@ -109,17 +110,38 @@ def _train_and_export(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, paths, 
         "prequant_val_loss": trained.prequant_val_loss,
         "prequant_val_bpb": trained.prequant_val_bpb,
     }
+    if dist_env.is_main and cfg.get("save_weights"):
+        save_weights(run_dir / WEIGHTS_FILENAME, trained.state_dict)
+    artifact_path, exported = export_trained(cfg, dist_env, run_dir, model, trained.state_dict, paths, stage)
+    return artifact_path, {**produced, **exported}
 
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """The trained weights as a plain tensor dict (torch.load(weights_only=True) reads it), atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def export_trained(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, model: torch.nn.Module,
+                   state_dict: dict[str, torch.Tensor], paths, stage: StageClock
+                   ) -> tuple[Path, dict[str, Any]]:
+    """Calibrate, quantise, prune and write the artifact of trained weights `state_dict`."""
+    from crownq.quant.budget import code_size
+    from crownq.quant.export import export_model
+
+    produced: dict[str, Any] = {}
     # Export is rank 0's job; the others wait and then read the same artifact file back.
     artifact_path = run_dir / ARTIFACT_FILENAME
     if dist_env.is_main:
-        model.load_state_dict(trained.state_dict)
+        model.load_state_dict(state_dict)
         hessians = _collect_hessians(model, cfg, paths.train_files, paths.tokenizer_path, dist_env)
         stage.done("calibrate", f"{len(hessians or {})} Hessians")
         # Code bytes = this configuration's submission file (crownq-submit's train_gpt.py), measured.
         code = code_size(cfg)
-        exported = export_model(trained.state_dict, model.export_groups(), hessians, cfg.quantizer,
-                                code.bytes)
+        exported = export_model(state_dict, model.export_groups(), hessians, cfg.quantizer, code.bytes)
         write_bytes_atomic(artifact_path, exported.blob)
         stage.done("export", f"{exported.total_bytes:,} bytes ({exported.pruned:,} values pruned)")
         produced.update({

@@ -33,45 +33,50 @@ def candidate_runs(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def find_source_run(folder: Path, seed: int, training_digest: str) -> tuple[Path, dict[str, Any]]:
-    """The one finished run in `folder` with this seed and training digest, and its result.
+def find_source_run(folder: Path, seed: int, training_digest: str, option: str = "rescore_from",
+                    digest_key: str = "training_digest", needs: str = ARTIFACT_FILENAME,
+                    may_differ: str = "only `eval` options may differ") -> tuple[Path, dict[str, Any]]:
+    """The one finished run in `folder` with this seed and digest (`digest_key` of its result), and its
+    result; `needs` is the file the source must hold.
 
     Errors name the folder and say what was there instead, so a wrong folder or a changed config is
     obvious from the message.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"rescore_from={folder}: no such folder (give a run or sweep folder)")
+        raise FileNotFoundError(f"{option}={folder}: no such folder (give a run or sweep folder)")
     runs = candidate_runs(folder)
     if not runs:
-        raise ValueError(f"rescore_from={folder}: no finished run (result.json with status ok) in it "
+        raise ValueError(f"{option}={folder}: no finished run (result.json with status ok) in it "
                          "or in its subfolders")
     same_seed = [(d, r) for d, r in runs if r.get("seed") == seed]
-    matches = [(d, r) for d, r in same_seed if r.get("training_digest") == training_digest]
+    matches = [(d, r) for d, r in same_seed if r.get(digest_key) == training_digest]
     if not matches:
         seeds = sorted({r.get("seed") for _, r in runs})
         if not same_seed:
-            raise ValueError(f"rescore_from={folder}: no finished run with seed {seed} "
+            raise ValueError(f"{option}={folder}: no finished run with seed {seed} "
                              f"(seeds there: {seeds})")
-        digests = sorted({str(r.get("training_digest"))[:12] for _, r in same_seed})
+        digests = sorted({str(r.get(digest_key))[:12] for _, r in same_seed})
         raise ValueError(
-            f"rescore_from={folder}: the runs with seed {seed} were trained with another config (training "
-            f"digest {', '.join(digests)}, this run {training_digest[:12]}); only `eval` options may differ")
+            f"{option}={folder}: the runs with seed {seed} were trained with another config "
+            f"({digest_key.replace('_', ' ')} {', '.join(digests)}, this run {training_digest[:12]}); "
+            f"{may_differ}")
     if len(matches) > 1:
         names = ", ".join(str(d) for d, _ in matches)
-        raise ValueError(f"rescore_from={folder}: {len(matches)} finished runs match seed {seed} and this "
+        raise ValueError(f"{option}={folder}: {len(matches)} finished runs match seed {seed} and this "
                          f"config ({names}); give one of them")
     source_dir, result = matches[0]
-    if not (source_dir / ARTIFACT_FILENAME).is_file():
-        raise FileNotFoundError(f"rescore_from={folder}: {source_dir / ARTIFACT_FILENAME} is missing")
+    if not (source_dir / needs).is_file():
+        hint = " (the source must run with save_weights=true)" if needs != ARTIFACT_FILENAME else ""
+        raise FileNotFoundError(f"{option}={folder}: {source_dir / needs} is missing{hint}")
     return source_dir, result
 
 
-def refuse_rescore_into_source(source: Path, run_dir: Path) -> None:
+def refuse_rescore_into_source(source: Path, run_dir: Path, option: str = "rescore_from") -> None:
     """A rescore writing into the folder it reads (or a folder inside it) would overwrite the finished
     source result with 'running' and lose its scores, or mix its results into the source sweep."""
     src, dst = source.resolve(), run_dir.resolve()
     if dst == src or src in dst.parents:
         where = "is" if dst == src else "is inside"
-        raise ValueError(f"rescore_from={source}: this run's folder {run_dir} {where} the folder it "
-                         "rescores; write the rescored runs elsewhere (hydra.run.dir=... or "
+        raise ValueError(f"{option}={source}: this run's folder {run_dir} {where} the folder it "
+                         "reads; write the rescored runs elsewhere (hydra.run.dir=... or "
                          "hydra.sweep.dir=...)")

@@ -25,7 +25,21 @@ ARTIFACT_FILENAME = "artifact.ptz"  # kept in the run folder beside result.json
 
 # Top-level keys that never change what a run computes.
 DIGEST_EXCLUDED_KEYS = ("seed", "logger", "hydra", "launcher", "sweep", "ablation", "debug", "rescore_from",
-                      "reuse")
+                      "reuse", "reexport_from", "save_weights")
+# Quantizer fields that only the export reads (never training: QAT reads qat*, crownq*, soft_round*,
+# attn_bits, mlp_bits and scale_floor). Runs that differ only in these and `eval` train the same weights
+# (weights_digest), so `reexport_from` can export a saved model again instead of training it again.
+# A field missing here counts as training-time: the safe side. tests/pipeline/test_reexport.py checks
+# that no training module reads one of these.
+EXPORT_ONLY_QUANTIZER_FIELDS = (
+    "name", "method", "embed_bits", "other_bits", "passthrough_max_numel", "block_size", "gptq_precision",
+    "damp", "act_order", "clip_quantiles", "clip_select", "int8_clip", "int8_clip_quantile", "control_store",
+    "prune_cost", "calibration_batches", "calibration_source", "calibration_temperature",
+    "calibration_seqs_per_batch", "prune", "budget_bytes", "headroom_bytes", "code_bytes_mode",
+    "sdclip_k_attn", "sdclip_k_mlp", "sdclip_k_embed", "sdclip_k_other", "sdclip_lambda", "embed_method",
+    "gate_int8", "lqer_rank", "lqer_top_k", "lqer_group", "compressor", "codec", "lzma_preset",
+    "compress_threads", "device",
+)
 # Nested keys that are machine-local paths (same data, different folder = same experiment).
 DIGEST_EXCLUDED_PATHS = (("data", "root"),)
 
@@ -71,6 +85,18 @@ def config_digest(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> str:
 def training_digest(cfg: DictConfig) -> str:
     """The config digest without the `eval` group: runs that share it produce the same artifact."""
     return config_digest(cfg, also_excluded=("eval",))
+
+
+def weights_digest(cfg: DictConfig) -> str:
+    """The config digest without `eval` and the export-only quantizer fields: runs that share it train
+    the same weights (the export may differ)."""
+    payload = digest_payload(cfg, also_excluded=("eval",))
+    quantizer = dict(payload.get("quantizer") or {})
+    for name in EXPORT_ONLY_QUANTIZER_FIELDS:
+        quantizer.pop(name, None)
+    payload["quantizer"] = quantizer
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def json_safe(value: Any) -> Any:

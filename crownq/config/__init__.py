@@ -51,6 +51,13 @@ class Config:
     # Copy a finished run with the same seed, config digest and code digest instead of recomputing it
     # (crownq/reuse.py; searched under outputs/ and multirun/). Off: every run computes.
     reuse: bool = False
+    # Keep the trained (averaged) weights as <run>/trained_weights.pt (~4 bytes per parameter), so that
+    # `reexport_from` runs can export them with other export-only quantizer options.
+    save_weights: bool = False
+    # reexport_from=FOLDER: take the saved weights of the finished run there with this seed and the same
+    # weights digest (config without eval and export-only quantizer fields) and calibrate, export and
+    # score them instead of training (crownq/pipeline.py). Single process.
+    reexport_from: str = ""
     # A sweep with a failed, diverged or missing seed exits non-zero (CI and schedulers read exit codes);
     # true keeps the exit status 0 (the report still lists the failures).
     allow_failed_seeds: bool = False

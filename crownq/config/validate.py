@@ -115,7 +115,7 @@ CODECS = ("lzma", "brotli", "zstd", "rans", "brotli_shuffle", "best")
 
 RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "seed": Range(0, 2**32 - 1),  # numpy's seed range
-    "sweep": FREE, "ablation": FREE, "rescore_from": FREE, "allow_failed_seeds": FREE,
+    "sweep": FREE, "ablation": FREE, "rescore_from": FREE, "reexport_from": FREE, "allow_failed_seeds": FREE,
     # --- arch (the relations between fields are crownq.model.validate_arch's) ---
     "arch.name": FREE,
     "arch.vocab_size": Range(2),

@@ -38,9 +38,14 @@ def ns_schedule(variant: str, steps: int) -> list[tuple[float, float, float]]:
 
 
 def row_normalize(u: Tensor, eps: float = 1e-7) -> Tensor:
-    """MuonEq-R (frontier spec 4.2): each output row divided by max(its L2 norm, eps), norm in fp32."""
+    """MuonEq-R (frontier spec 4.2): each output row divided by max(its L2 norm, eps).
+
+    The norm is computed in fp32, the division in u's own dtype (as the record does: a bf16 u is divided
+    by its bf16-rounded norms). Dividing in fp32 and rounding once afterwards moves three frontier steps
+    from ~1e-3 to ~4e-3 off the record's parameters (tests/parity/test_parity_frontier_optim.py).
+    """
     norms = u.float().norm(dim=-1, keepdim=True).clamp_min(eps)
-    return (u.float() / norms).to(u.dtype)
+    return u / norms.to(u.dtype)
 
 
 NS_DTYPES = ("auto", "bf16", "fp32")
@@ -83,6 +88,9 @@ class Muon(torch.optim.Optimizer):
 
     update = NS(g + m * buf) * sqrt(max(1, rows / cols)); p <- p * (1 - lr * wd) - lr * update.
     Gradients must already be identical on all ranks (all-reduced) when `step` is called.
+    With `row_normalize` (MuonEq-R, the frontier's Muon) g, buf and the row-normalised g + m * buf are in
+    the Newton-Schulz dtype, as in the record; without it (the March record's Muon) the momentum stays in
+    the gradient's dtype.
     """
 
     def __init__(self, params, lr: float, momentum: float, backend_steps: int = 5,
@@ -120,12 +128,18 @@ class Muon(torch.optim.Optimizer):
             for i, p in enumerate(params):
                 n = p.numel()
                 if p.grad is not None:
+                    # The March record keeps momentum in the gradient's dtype (fp32); the frontier's
+                    # MuonEq-R casts the gradient to bf16 first and keeps buffer, Nesterov sum and row
+                    # normalisation in bf16 (frontier golden README, "One step, per matrix").
+                    grad = p.grad.to(dtype) if self.row_norm else p.grad
                     buf = self.state[p].get("momentum_buffer")
                     if buf is None:
-                        buf = self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
-                    buf.mul_(mom).add_(p.grad)
+                        buf = self.state[p]["momentum_buffer"] = torch.zeros_like(grad)
+                    elif buf.dtype != grad.dtype:  # load_state_dict casts state to the param's dtype
+                        buf = self.state[p]["momentum_buffer"] = buf.to(grad.dtype)
+                    buf.mul_(mom).add_(grad)
                     if i % self.world_size == self.rank:
-                        g = p.grad.add(buf, alpha=mom) if group["nesterov"] else buf
+                        g = grad.add(buf, alpha=mom) if group["nesterov"] else buf
                         if self.row_norm:
                             g = row_normalize(g)
                         u = newton_schulz_orthogonalize(g, group["backend_steps"], dtype=dtype,

@@ -122,7 +122,7 @@ def test_rescoring_into_the_source_folder_is_refused(tmp_path, monkeypatch, targ
     (source / "0_seed1337" / "result.json").write_text(finished)
     monkeypatch.setattr(pipeline, "run_recipe", lambda *a, **k: pytest.fail("the recipe must not run"))
     run_dir = (source / target)
-    with pytest.raises(ValueError, match="rescore_from=.*the folder it rescores"):
+    with pytest.raises(ValueError, match="rescore_from=.*the folder it reads"):
         pipeline.run(run_config(tmp_path, f"rescore_from={source}"), run_dir)
     assert (source / "0_seed1337" / "result.json").read_text() == finished
 

@@ -75,14 +75,20 @@ def test_documents_cut_into_32_token_segments(golden):
 
 
 def test_without_the_bos_fix_the_loss_moves(golden):
-    """The record's loss without its BOS fix is 7.17788; crownq's with smear_bos_mask off is 7.17243
-    (both above the fixed 7.16917). The gap is not explained yet (docs/frontier.md, open questions), so
-    only the direction is checked here: dropping the mask lets document N leak into document N+1."""
+    """The golden `loop_on.loss_without_bos_fix` (7.1778779) switches off more than the SmearGate mask:
+    its attention is not document-isolated either (each row is one document, as when the record's BOS_ID
+    is unset), although its README says varlen stays on. crownq's unmasked SmearGate is the record's
+    unfixed one: with `smear_bos_mask: false` and dense attention it gives 7.1778789 (1.4e-7 relative);
+    mask off with varlen attention gives 7.17243, mask on with dense attention 7.1775575 (the golden
+    `dense.loss`), neither within 1e-5."""
+    ids, targets = golden["input_ids"], golden["target_ids"]
+    model = build_frontier_model(golden, smear_bos_mask=False, doc_attention=False)
+    with torch.no_grad():
+        _loss_close(model(ids, targets).item(), golden["loop_on.loss_without_bos_fix"])
+    # the ablation that keeps varlen attention: dropping the mask lets document N leak into N+1
     model = build_frontier_model(golden, smear_bos_mask=False)
     with torch.no_grad():
-        loss = model(golden["input_ids"], golden["target_ids"]).item()
-    assert loss - golden["loop_on.loss"].item() > 1e-3
-    assert golden["loop_on.loss_without_bos_fix"].item() - golden["loop_on.loss"].item() > 1e-3
+        assert model(ids, targets).item() - golden["loop_on.loss"].item() > 1e-3
 
 
 @pytest.mark.parametrize("split, key", [(0, "cu_seqlens"), (32, "cu_seqlens_split32")])
