@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from crownq.distributed import DistEnv, barrier
 from crownq.log import logger
-from crownq.results import ARTIFACT_FILENAME, RESULT_FILENAME, write_bytes_atomic
+from crownq.results import ARTIFACT_FILENAME, RESULT_FILENAME, json_safe, write_bytes_atomic
 
 # `artifact_source(cfg, stage, paths, dist_env, run_dir)` -> (artifact path, result keys): replaces
 # training (and export) with an earlier run's artifact or weights (crownq.pipeline's rescore_from and
@@ -78,6 +78,8 @@ def run_recipe(cfg: DictConfig, dist_env: DistEnv, run_dir: Path, log,
         "val_method": best.method or next(k for k, v in scores.items() if v is best),
         "eval_seconds": total_seconds(scores),
         "eval_method_seconds": {k: v.seconds for k, v in scores.items()},
+        # What each method did (windows, TTT chunks and phases run, ...): JSON-safe, for reports and audits.
+        "eval_details": json_safe({k: v.details for k, v in scores.items()}),
         "eval_tokens": best.tokens,
         "eval_bytes": best.bytes,
         "ttt_score_first": True,  # crownq's only TTT scores each chunk before training on it
