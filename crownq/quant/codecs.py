@@ -79,7 +79,9 @@ def _stride(spec: dict) -> int:
 
 
 def lrzip_available() -> bool:
-    return shutil.which("lrzip") is not None
+    """The lrzip binary is on PATH and not switched off with CROWNQ_LRZIP=off (compressing with ZPAQ level 9
+    takes minutes per group on a few CPU cores; decoding an lrzip section still needs the binary)."""
+    return shutil.which("lrzip") is not None and os.environ.get("CROWNQ_LRZIP", "").lower() != "off"
 
 
 def _lrzip(data: bytes, args: list[str], limit: int | None = None) -> bytes:
@@ -88,8 +90,18 @@ def _lrzip(data: bytes, args: list[str], limit: int | None = None) -> bytes:
         src, dst = os.path.join(tmp, "in"), os.path.join(tmp, "out")
         with open(src, "wb") as f:
             f.write(data)
-        subprocess.run(["lrzip", "-q", "-f", *args, "-o", dst, src], check=True, capture_output=True,
-                       timeout=LRZIP_TIMEOUT_S)
+        what = "decompress" if "-d" in args else f"compress {len(data):,} bytes"
+        try:
+            subprocess.run(["lrzip", "-q", "-f", *args, "-o", dst, src], check=True, capture_output=True,
+                           timeout=LRZIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise CodecError(f"lrzip did not {what} within {LRZIP_TIMEOUT_S} s (ZPAQ level 9 is slow on few "
+                             "CPU cores); run the export on more cores, or set CROWNQ_LRZIP=off to compress "
+                             "the per-group streams with brotli/lzma/rANS only") from None
+        except subprocess.CalledProcessError as exc:
+            err = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] if exc.stderr else []
+            raise CodecError(f"lrzip failed to {what} (exit {exc.returncode}{': ' + err[0] if err else ''})"
+                             ) from None
         if limit is not None and os.path.getsize(dst) > limit:
             raise CodecError(f"lrzip section decodes to more than the header's {limit - 1} bytes (forged "
                              "or damaged file)")

@@ -170,6 +170,31 @@ def test_lrzip_backend_roundtrips():
     assert decompress(compress(data, spec), spec, len(data)) == data
 
 
+def test_lrzip_timeout_and_failure_are_clear_codec_errors(monkeypatch):
+    import subprocess
+
+    import crownq.quant.codecs as codecs
+
+    def slow(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout"))
+
+    monkeypatch.setattr(codecs.subprocess, "run", slow)
+    with pytest.raises(codecs.CodecError,
+                       match=r"lrzip did not compress 12,800 bytes within 600 s.*CROWNQ_LRZIP=off"):
+        codecs.compress(bytes(range(256)) * 50, {"codec": "lrzip", "level": 9})
+
+    def broken(cmd, **kwargs):
+        raise subprocess.CalledProcessError(2, cmd, stderr=b"lrzip: bad magic\n")
+
+    monkeypatch.setattr(codecs.subprocess, "run", broken)
+    with pytest.raises(codecs.CodecError, match="lrzip failed to compress 3 bytes .exit 2: lrzip: bad magic"):
+        codecs.compress(b"abc", {"codec": "lrzip", "level": 9})
+    # CROWNQ_LRZIP=off takes lrzip out of the per-group back-ends even where the binary is installed.
+    monkeypatch.setenv("CROWNQ_LRZIP", "off")
+    assert not codecs.lrzip_available()
+    assert all(spec["codec"] != "lrzip" for spec in codecs.pergroup_specs())
+
+
 def test_head_hessian_is_the_final_hidden_state_gram():
     from crownq.model import build_model
 
