@@ -1,7 +1,7 @@
 """One seed's run folder around the recipe (crownq/recipe.py): validate the config, lock the folder,
 write result.json (running -> ok/failed/diverged/interrupted), track it in wandb, reuse an identical
-finished run (`reuse=true`) or score an earlier run's artifact instead of training (`rescore_from=FOLDER`,
-crownq/rescore.py).
+finished run (`reuse=true`), score an earlier run's artifact instead of training (`rescore_from=FOLDER`,
+crownq/rescore.py) or export an earlier run's saved weights again (`reexport_from=FOLDER`).
 
 `run(cfg)` is what `launch.py` calls for one seed. Every rank runs the recipe; only rank 0 writes the
 result, the artifact and the wandb run, and the value returned to the launcher is rank 0's result.
