@@ -184,3 +184,14 @@ def test_each_configuration_runs_from_its_own_bundle(tmp_path, switches):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "run_seed1337" / "result.json").read_text())
     assert result["status"] == "ok" and result["artifact_bytes_code"] == script.stat().st_size
+
+
+def test_a_bundled_run_refuses_a_folder_holding_a_finished_run(tmp_path):
+    from crownq.submit.runtime import _finished_run
+
+    result = tmp_path / "result.json"
+    assert _finished_run(result) == ""  # a new folder
+    result.write_text(json.dumps({"status": "failed"}))
+    assert _finished_run(result) == ""  # a failed attempt is replaced
+    result.write_text(json.dumps({"status": "ok", "val_bpb": 1.2}))
+    assert "holds a finished run; set RUN_DIR to a new folder" in _finished_run(result)
