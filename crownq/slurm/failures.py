@@ -16,6 +16,27 @@ from omegaconf import DictConfig
 from crownq.results import RESULT_FILENAME, write_json_atomic
 
 STDERR_TAIL_LINES = 30
+# squeue states of a job that is not over: submitit's sacct parsing can read a requeued job as FAILED
+# for a moment (the killed attempt's step row), so these states mean "keep waiting".
+ALIVE_STATES = frozenset({"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
+                          "REQUEUE_FED", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT"})
+
+
+def squeue_state(job_id: str) -> str:
+    """The job's state as slurmctld sees it now ('' when squeue no longer lists it or cannot be asked)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    states = out.stdout.split() if out.returncode == 0 else []
+    return states[0].upper() if states else ""
+
+
+def still_alive(job_id: str) -> bool:
+    return squeue_state(job_id) in ALIVE_STATES
 
 
 def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:

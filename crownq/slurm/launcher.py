@@ -30,7 +30,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQue
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from crownq.slurm.failures import hard_failure_result
+from crownq.slurm.failures import hard_failure_result, still_alive
 from crownq.slurm.preemption import PreemptionGuard
 from crownq.slurm.snapshot import snapshot_python_command, take_snapshot
 from crownq.sweep_checks import record_returns, validate_jobs
@@ -138,7 +138,7 @@ class CrownqSubmititLauncher(BaseSubmititLauncher):
         returns = []
         for job, overrides, job_dir, cfg in zip(jobs, job_overrides, job_dirs, configs):
             try:
-                ret = job.results()[0]  # rank 0's value
+                ret = self._result_of(job)  # rank 0's value
                 log.info(f"job {job.job_id}: finished with a result")
             except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as exc:
                 result = hard_failure_result(job, exc, job_dir, cfg)
@@ -149,6 +149,23 @@ class CrownqSubmititLauncher(BaseSubmititLauncher):
             returns.append(ret)
         record_returns(returns)  # a failed seed makes the sweep's exit status non-zero
         return returns
+
+    def _result_of(self, job: Any, poll_seconds: float = 5.0) -> Any:
+        """Rank 0's return value. A job submitit reports as ended without a result while slurmctld still
+        has it queued or running (a requeue after preemption: the killed attempt's sacct row says FAILED
+        until the next attempt starts) is waited for again, not recorded as a failed seed."""
+        import time
+
+        import submitit
+
+        while True:
+            try:
+                return job.results()[0]
+            except submitit.core.utils.UncompletedJobError:
+                if self._EXECUTOR != "slurm" or not still_alive(str(job.job_id)):
+                    raise
+                log.info(f"job {job.job_id}: read as ended but SLURM still has it (requeued?): waiting")
+                time.sleep(poll_seconds)
 
     def _executor_init(self, snapshot: Path | None) -> dict[str, Any]:
         init: dict[str, Any] = {"folder": self.params["submitit_folder"]}

@@ -35,6 +35,9 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     try:
         result = evaluate(DistEnv(rank=rank, world_size=world_size))
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+        # Both ranks reach teardown together: a rank destroying its gloo group while the other is still
+        # in a collective can abort ("terminate called without an active exception", seen in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -34,6 +34,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(evaluate(DistEnv(rank=rank, world_size=2))))
+        dist.barrier()  # teardown together (see tests/eval/test_distributed.py)
     finally:
         dist.destroy_process_group()
 

@@ -138,3 +138,41 @@ def test_cluster_scripts_are_executable_and_parse():
         assert os.access(script, os.X_OK), f"{script} is not executable"
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert Path(REPO / "scripts/slurm/env.sh").read_text().count("SLURM_CONF") >= 1
+
+
+def test_a_requeued_job_read_as_ended_is_waited_for_not_recorded_as_failed(monkeypatch):
+    """submitit can read a job that `scontrol requeue` just restarted as FAILED (the killed attempt's sacct
+    row) and raise UncompletedJobError; while squeue still lists the job, the launcher waits again."""
+    import submitit
+
+    import crownq.slurm.launcher as launcher
+    from crownq.slurm.failures import ALIVE_STATES, still_alive
+
+    class Job:
+        job_id = "47_0"
+
+        def __init__(self, failures: int):
+            self.failures = failures
+
+        def results(self):
+            if self.failures:
+                self.failures -= 1
+                raise submitit.core.utils.UncompletedJobError("job 47_0 ended in state FAILED, no result")
+            return ["rank 0's value"]
+
+    slurm_self = type("Slurm", (), {"_EXECUTOR": "slurm"})()
+    squeue = iter(["PENDING", "RUNNING"])
+    monkeypatch.setattr(launcher, "still_alive", lambda job_id: next(squeue) in ALIVE_STATES)
+    result_of = launcher.CrownqSubmititLauncher._result_of
+    assert result_of(slurm_self, Job(failures=2), poll_seconds=0) == "rank 0's value"
+    # Gone from squeue: it really ended, so the error reaches the hard-failure path.
+    monkeypatch.setattr(launcher, "still_alive", lambda job_id: False)
+    with pytest.raises(submitit.core.utils.UncompletedJobError):
+        result_of(slurm_self, Job(failures=1), poll_seconds=0)
+    # The local executor has no squeue to ask.
+    local_self = type("Local", (), {"_EXECUTOR": "local"})()
+    with pytest.raises(submitit.core.utils.UncompletedJobError):
+        result_of(local_self, Job(failures=1), poll_seconds=0)
+    # squeue missing or not knowing the job: not alive.
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert not still_alive("47_0")

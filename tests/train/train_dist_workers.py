@@ -52,6 +52,7 @@ def muon_worker(rank: int, world: int, port: int, params: list, grads: list, out
         opt.step()
     if rank == 0:
         torch.save([p.detach() for p in ps], out_path)
+    dist.barrier()  # teardown together (see tests/eval/test_distributed.py)
     dist.destroy_process_group()
 
 
@@ -74,4 +75,5 @@ def train_worker(rank: int, world: int, port: int, cfg_yaml: str, train_files: l
     result = train_model(model, cfg, env, train_files, val, None, None, log=lambda m: None)
     torch.save({"state": result.state_dict, "val_loss": result.prequant_val_loss, "steps": result.steps},
                f"{out_path}.rank{rank}")
+    dist.barrier()  # teardown together (see tests/eval/test_distributed.py)
     dist.destroy_process_group()
