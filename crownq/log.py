@@ -31,6 +31,11 @@ def _ensure_handler() -> None:
     ours.setLevel(logging.INFO)
 
 
+def metrics_line(metrics: dict) -> str:
+    """One console line for a dict of metrics: `key=value` pairs, floats to 5 significant digits."""
+    return "  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
 def to_log_files(message: str) -> None:
     """Write `message` to the log files only (e.g. the headline, which is printed on stdout already):
     the job's `<job>.log` then holds everything the console showed, without printing it twice."""

@@ -75,11 +75,14 @@ def digest_payload(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> dict
     return payload
 
 
-def config_digest(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> str:
-    """sha256 (hex) of the canonical JSON of `digest_payload(cfg)`."""
-    payload = digest_payload(cfg, also_excluded)
+def _payload_digest(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def config_digest(cfg: DictConfig, also_excluded: tuple[str, ...] = ()) -> str:
+    """sha256 (hex) of the canonical JSON of `digest_payload(cfg)`."""
+    return _payload_digest(digest_payload(cfg, also_excluded))
 
 
 def training_digest(cfg: DictConfig) -> str:
@@ -95,8 +98,17 @@ def weights_digest(cfg: DictConfig) -> str:
     for name in EXPORT_ONLY_QUANTIZER_FIELDS:
         quantizer.pop(name, None)
     payload["quantizer"] = quantizer
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _payload_digest(payload)
+
+
+def holds_finished_run(result_path: str | os.PathLike) -> bool:
+    """Whether `result_path` (a result.json) says `ok`: a finished run that nothing may overwrite. A
+    missing or unreadable file is no finished run."""
+    try:
+        status = json.loads(Path(result_path).read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status == "ok"
 
 
 def json_safe(value: Any) -> Any:

@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from crownq.results import RESULT_FILENAME
+from crownq.results import RESULT_FILENAME, holds_finished_run
 
 LOCK_FILENAME = ".crownq.lock"
 
@@ -78,10 +78,6 @@ def _holder(path: Path) -> str:
 def refuse_finished_run(run_dir: str | os.PathLike) -> None:
     """A folder whose result.json says `ok` holds a finished run: nothing may overwrite it."""
     path = Path(run_dir) / RESULT_FILENAME
-    try:
-        status = json.loads(path.read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return  # no result, or an unreadable one: nothing finished to protect
-    if status == "ok":
+    if holds_finished_run(path):  # no result, or an unreadable one: nothing finished to protect
         raise RunFolderBusy(f"{path} holds a finished run (status ok); crownq never overwrites one. Start "
                             "this run in a new folder (hydra.run.dir=...), or move that folder away first")

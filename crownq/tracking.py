@@ -27,7 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from crownq.log import logger
+from crownq.log import logger, metrics_line
 
 WANDB_ID_FILENAME = "wandb_run_id.txt"
 SINGLE_JOB_TYPE = "single"
@@ -208,7 +208,6 @@ def log_callable(tracker: Tracker, echo: Callable[[str], None] | None = print) -
     def log(metrics: dict) -> None:
         tracker.log(metrics)
         if echo is not None:
-            echo("  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in metrics.items()))
+            echo(metrics_line(metrics))
 
     return log

@@ -106,6 +106,7 @@ AT_LEAST_0 = Range(0)
 AT_LEAST_1 = Range(1)
 POSITIVE = Range(0, lo_open=True)
 FRACTION = Range(0, 1)
+UNIT_OPEN = Range(0, 1, hi_open=True)  # [0, 1): decays, betas, training fractions
 AUTO_CPU_CUDA = OneOf("auto", "cpu", "cuda")
 AUTOCAST = OneOf("auto", "bf16", "off")
 COMPILE = OneOf("auto", "on", "off")
@@ -143,7 +144,7 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "arch.num_loops": AT_LEAST_0,
     "arch.loop_start": AT_LEAST_0,
     "arch.loop_end": AT_LEAST_0,
-    "arch.loop_enable_at": Range(0, 1, hi_open=True),
+    "arch.loop_enable_at": UNIT_OPEN,
     "arch.parallel_start_layer": Range(-1),
     "arch.parallel_final_lane": OneOf("mean", "attn", "mlp"),
     "arch.smear_window": AT_LEAST_0,
@@ -183,8 +184,8 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "train.embed_lr": AT_LEAST_0,
     "train.head_lr": AT_LEAST_0,
     "train.scalar_lr": AT_LEAST_0,
-    "train.adam_beta1": Range(0, 1, hi_open=True),
-    "train.adam_beta2": Range(0, 1, hi_open=True),
+    "train.adam_beta1": UNIT_OPEN,
+    "train.adam_beta2": UNIT_OPEN,
     "train.adam_eps": POSITIVE,
     "train.adam_weight_decay": AT_LEAST_0,
     "train.grad_clip_norm": AT_LEAST_0,
@@ -250,7 +251,7 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "quantizer.device": AUTO_CPU_CUDA,
     # --- averaging ---
     "averaging.name": FREE,
-    "averaging.ema_decay": Range(0, 1, hi_open=True),
+    "averaging.ema_decay": UNIT_OPEN,
     "averaging.swa_every": AT_LEAST_1,
     "averaging.swa_lr_scale_below": AT_LEAST_0,
     "averaging.ema_weight": FRACTION,
@@ -279,8 +280,8 @@ RULES: dict[str, OneOf | Range | NameOrPositive | Free] = {
     "eval.lora_ttt.rank": AT_LEAST_1,
     "eval.lora_ttt.alpha": POSITIVE,
     "eval.lora_ttt.lr": AT_LEAST_0,
-    "eval.lora_ttt.beta1": Range(0, 1, hi_open=True),
-    "eval.lora_ttt.beta2": Range(0, 1, hi_open=True),
+    "eval.lora_ttt.beta1": UNIT_OPEN,
+    "eval.lora_ttt.beta2": UNIT_OPEN,
     "eval.lora_ttt.eps": POSITIVE,
     "eval.lora_ttt.weight_decay": AT_LEAST_0,
     "eval.lora_ttt.seed": Range(0, 2**31 - 1),

@@ -167,7 +167,5 @@ def import_closure(entry: str, root: Path, config: dict | None = None) -> Closur
                 f"{importer} imports {imported} at import time, but {imported} is bundled only when "
                 f"{excluded[imported]!r}, which is false for this configuration: import it inside the "
                 "function that needs it")
-    # A gated module also excludes its submodules' parent chain only where nothing else needs them.
-    excluded = {n: c for n, c in excluded.items() if n not in modules}
     return Closure(package, dict(sorted(modules.items())), frozenset(packages), frozenset(external),
                    dict(sorted(excluded.items())))

@@ -66,7 +66,7 @@ def main(frozen: Mapping[str, Any]) -> dict[str, Any]:
 def run_bundled(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """One seed into `run_dir`: result.json says running, then ok (printed) or failed (re-raised)."""
     from crownq.distributed import broadcast_object, init_distributed
-    from crownq.log import logger
+    from crownq.log import logger, metrics_line
     from crownq.recipe import headline, run_recipe
     from crownq.results import RESULT_FILENAME, failure_fields, write_json_atomic
 
@@ -82,8 +82,7 @@ def run_bundled(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     def log(metrics: dict) -> None:
         if main_rank:
-            logger().info("  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
-                                    for k, v in metrics.items()))
+            logger().info(metrics_line(metrics))
 
     try:
         outcome = run_recipe(cfg, dist_env, run_dir, log)
@@ -100,17 +99,11 @@ def run_bundled(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def _finished_run(result_path: Path) -> str:
     """Why `result_path`'s folder must not be run into again ('' when it may): a finished result is
-    never overwritten."""
-    import json
+    never overwritten; a failed or interrupted attempt is replaced by this one."""
+    from crownq.results import holds_finished_run
 
-    if not result_path.is_file():
+    if not holds_finished_run(result_path):
         return ""
-    try:
-        status = json.loads(result_path.read_text()).get("status")
-    except (OSError, ValueError):
-        status = None
-    if status != "ok":
-        return ""  # a failed or interrupted attempt is replaced by this one
     return (f"{result_path} holds a finished run; set RUN_DIR to a new folder (its artifact and result "
             "are kept)")
 
