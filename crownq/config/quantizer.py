@@ -60,8 +60,8 @@ class QuantizerConfig:
     headroom_bytes: int = 50_000
     # Code bytes = the size of this configuration's single-file submission (crownq/submit/bundle.py):
     # compressed (the default: stripped, lzma/brotli, base85 in a self-extracting wrapper, as later
-    # records ship; 65,382 B for the record configuration, under the record's own 95,390 raw bytes) |
-    # raw (the file as rendered, ~332 KB: crownq's closure is larger than the record's one script).
+    # records ship; ~66 KB for the record configuration, under the record's own 95,390 raw bytes) |
+    # raw (the file as rendered, ~339 KB: crownq's closure is larger than the record's one script).
     code_bytes_mode: str = "compressed"
     # --- frontier export switches (../shared/notes/frontier.md 5, docs/artifact.md); all off by default ---
     sdclip_k_attn: float = 13.0  # SDClip k of attention matrices (clip_select sdclip*)
