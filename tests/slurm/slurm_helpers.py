@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,14 +29,30 @@ def sacct_lines(job_id: str) -> str:
 
 
 def finish(proc: subprocess.Popen, name: str, timeout: float = 180) -> None:
-    """Wait for a background sweep; requeued jobs wait out SLURM's BeginTime delay (~2 min): skip it."""
+    """Wait for a background sweep, shortening SLURM's BeginTime delay (~2 min) of requeued jobs.
+
+    The delay is not skipped outright: a requeued job restarted within the second of its requeue gets a
+    job credential issued no later than the one slurmd just revoked, so slurmd refuses to launch it
+    ("Job credential revoked") and the job ends FAILED. A few seconds of delay are kept for that reason.
+    """
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
         assert time.monotonic() < deadline, "sweep did not finish in time"
-        for line in slurm("squeue", "-h", "-r", "-n", name, "-o", "%i %T %r").splitlines():
-            job, state, reason = line.split(maxsplit=2)
-            if state == "PENDING" and reason == "BeginTime":
-                slurm("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
+        for line in slurm("squeue", "-h", "-r", "-n", name, "-o", "%i %T %r %S").splitlines():
+            job, state, reason, begin = line.split(maxsplit=3)
+            if state == "PENDING" and reason == "BeginTime" and _seconds_until(begin) > REQUEUE_DELAY_S + 2:
+                slurm("scontrol", "update", f"JobId={job}", f"StartTime=now+{REQUEUE_DELAY_S}", check=False)
         time.sleep(0.5)
     out, err = proc.communicate()
     assert proc.returncode == 0, f"sweep failed:\n{out[-3000:]}\n{err[-3000:]}"
+
+
+REQUEUE_DELAY_S = 3
+
+
+def _seconds_until(when: str) -> float:
+    """Seconds from now to squeue's %S time (local, ISO); 0 for N/A or anything unparsable."""
+    try:
+        return (datetime.fromisoformat(when.strip()) - datetime.now()).total_seconds()
+    except ValueError:
+        return 0.0

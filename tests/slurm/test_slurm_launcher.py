@@ -78,7 +78,7 @@ def test_preemption_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
             slurm("scancel", "-n", name, check=False)
     for subdir, seed in (("0_seed1", 1), ("1_seed2", 2)):
         res = result(sweep, subdir)
-        assert res["status"] == "ok", res
+        assert res["status"] == "ok", f"{json.dumps(res, indent=1)}\n{sacct_lines(jobs[0])}"
         assert res["resumed_from_step"] >= 6, res  # the requeued run started from the checkpoint
         assert res["slurm_restart_count"] >= 1, res
         assert res["w_sum"] == train(seed, steps)["w_sum"]  # bit-identical to an uninterrupted run
