@@ -98,11 +98,12 @@ def _unshuffle(data: bytes, itemsize: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.copy().reshape(-1)
 
 
-
 def _pergroup():
+    """crownq.quant.pergroup, imported on first use (bundled only when per-group coding is on)."""
     from crownq.quant import pergroup
 
     return pergroup
+
 
 GROUPINGS = ("sections", "pergroup")
 
@@ -168,10 +169,9 @@ def layout(entries: dict[str, Entry], chunks: int = 2, grouping: str = "sections
     perms: list[bytes] = []
     perm_len = 0
     cache = perm_cache if perm_cache is not None else {}
-    for role, names in groups.items():
-        blobs, offset = [], 0
+    for role, names in groups.items():  # empty unless grouping is "pergroup"
+        pergroup, blobs, offset = _pergroup(), [], 0
         for n in names:
-            pergroup = _pergroup()
             data, perm = pergroup.encode_matrix(entries[n].q.detach().cpu(), role in pergroup.HOT_ROLES,
                                                 cache.get(n))
             cache[n] = perm
@@ -316,17 +316,17 @@ def _read_quant(m: dict, n: int, src: bytes, scales: np.ndarray | None, where: s
                             "are out of range")
     q = np.frombuffer(src, np.int8, count=n, offset=m["offset"])
     if m.get("transposed"):
-        perm = None
+        pergroup, perm = _pergroup(), None
         if "perm_offset" in m:
             po = m["perm_offset"]
             if perms is None or po + shape[0] > len(perms):
                 raise ArtifactError(f"{where}: tensor '{name}' row order (offset {po}, {shape[0]} rows) is "
                                     "out of range of the 'perm' section")
             perm = perms[po:po + shape[0]].astype(np.int64)
-            if not _pergroup().check_permutation(perm, shape[0]):
+            if not pergroup.check_permutation(perm, shape[0]):
                 raise ArtifactError(f"{where}: tensor '{name}' row order is not a permutation of its "
                                     f"{shape[0]} rows")
-        q = _pergroup().decode_matrix(q, shape, perm)
+        q = pergroup.decode_matrix(q, shape, perm)
     else:
         q = q.reshape(shape)
     qmax = (1 << (bits - 1)) - 1

@@ -9,6 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 EVIDENCE: list[str] = []
+# Seconds a requeued job still waits before it may start again (see finish()).
+REQUEUE_DELAY_S = 3
 
 
 def slurm(*args: str, check: bool = True, timeout: float = 30) -> str:
@@ -45,9 +47,6 @@ def finish(proc: subprocess.Popen, name: str, timeout: float = 180) -> None:
         time.sleep(0.5)
     out, err = proc.communicate()
     assert proc.returncode == 0, f"sweep failed:\n{out[-3000:]}\n{err[-3000:]}"
-
-
-REQUEUE_DELAY_S = 3
 
 
 def _seconds_until(when: str) -> float:
