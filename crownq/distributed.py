@@ -91,5 +91,13 @@ def broadcast_object(value, src: int = 0):
 
 
 def shutdown() -> None:
+    """Leave the process group at the end of a process that finished its work, all ranks together.
+
+    Without it the group is torn down by interpreter exit, rank by rank: a rank whose gloo group goes
+    while another still talks to it can abort ("terminate called without an active exception", exit -6)
+    after a run that succeeded, and torchrun then reports the whole job failed. Not for failure paths:
+    the barrier would wait for a rank that is gone.
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

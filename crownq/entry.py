@@ -43,6 +43,11 @@ def main() -> Any:
     hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)()
     from crownq.sweep_checks import exit_status
 
+    if "torch.distributed" in sys.modules:  # only a run that imported torch can have joined a group
+        from crownq.distributed import shutdown
+
+        shutdown()  # under torchrun: ranks leave the process group together, not one by one at exit
+
     sys.exit(exit_status())  # non-zero when a seed of the sweep failed (allow_failed_seeds=true: 0)
 
 

@@ -61,7 +61,7 @@ class QuantizerConfig:
     # Code bytes = the size of this configuration's single-file submission (crownq/submit/bundle.py):
     # compressed (the default: stripped, lzma/brotli, base85 in a self-extracting wrapper, as later
     # records ship; ~66 KB for the record configuration, under the record's own 95,390 raw bytes) |
-    # raw (the file as rendered, ~339 KB: crownq's closure is larger than the record's one script).
+    # raw (the file as rendered, ~340 KB: crownq's closure is larger than the record's one script).
     code_bytes_mode: str = "compressed"
     # --- frontier export switches (../shared/notes/frontier.md 5, docs/artifact.md); all off by default ---
     sdclip_k_attn: float = 13.0  # SDClip k of attention matrices (clip_select sdclip*)

@@ -60,7 +60,11 @@ def build_config(frozen: Mapping[str, Any], environ: Mapping[str, str] = os.envi
 def main(frozen: Mapping[str, Any]) -> dict[str, Any]:
     cfg = build_config(frozen)
     run_dir = Path(os.environ.get("RUN_DIR") or f"run_seed{cfg.seed}").resolve()
-    return run_bundled(cfg, run_dir)
+    result = run_bundled(cfg, run_dir)
+    from crownq.distributed import shutdown
+
+    shutdown()  # ranks leave together: a finished run must not abort at exit
+    return result
 
 
 def run_bundled(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
