@@ -99,8 +99,13 @@ class CrownqSubmititLauncher(BaseSubmititLauncher):
             if guard is not None:
                 guard.settle(finished_ok=False)
             raise
+        finished_ok = _finished_ok(ret)
         if guard is not None:
-            guard.settle(finished_ok=_finished_ok(ret), training_stopped=_training_stop_reason(ret))
+            guard.settle(finished_ok=finished_ok, training_stopped=_training_stop_reason(ret))
+        if finished_ok:
+            from crownq.distributed import shutdown
+
+            shutdown()  # every rank finished: leave the process group together, not one by one at exit
         return ret
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:

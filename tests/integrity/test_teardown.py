@@ -1,9 +1,9 @@
 """A finished multi-rank run must not fail at exit. Left to interpreter exit, two gloo ranks tear their
 group down one by one, and the rank that goes second can abort ("terminate called without an active
-exception", exit -6: torchrun then reports the whole job failed although result.json says ok; seen in
-CI on the 2-rank bundle test, 9 of 60 bare torchrun launches on this machine). crownq.distributed.shutdown
-makes the ranks leave together; crownq's two entry points (launch.py / crownq-run, and a bundled
-train_gpt.py) call it after a run that finished."""
+exception", exit -6: torchrun then reports the whole job failed although result.json says ok; seen in a
+CI rehearsal on the 2-rank bundle test; 10 of 85 bare torchrun launches on a 2-core machine).
+crownq.distributed.shutdown makes the ranks leave together; crownq's entry points (launch.py /
+crownq-run, a bundled train_gpt.py, and a SLURM job's task) call it after a run that finished."""
 
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ def _shutdown_follows(path: Path, function: str, run_call: str) -> bool:
     return bool(runs) and any(line > min(runs) for line in lines.get("shutdown", []))
 
 
-def test_both_entry_points_leave_the_group_after_a_finished_run():
+def test_every_entry_point_leaves_the_group_after_a_finished_run():
     assert _shutdown_follows(REPO / "crownq/submit/runtime.py", "main", "run_bundled")
     assert _shutdown_follows(REPO / "crownq/entry.py", "main", "hydra.main")
+    assert _shutdown_follows(REPO / "crownq/slurm/launcher.py", "__call__", "run_job")
     # The check can fail: in run_bundled itself nothing calls shutdown.
     assert not _shutdown_follows(REPO / "crownq/submit/runtime.py", "run_bundled", "run_recipe")
